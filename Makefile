@@ -1,0 +1,43 @@
+# EY Data Platform. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup demo test lint format bench clean
+
+help: ## Show this help.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv with the machine's python3 and install the project.
+
+demo: setup ## Run the main job end to end, offline, on embedded defaults.
+	$(BIN)/ey-platform demo
+
+test: setup ## Run the test suite.
+	$(BIN)/pytest
+
+lint: setup ## ruff check, ruff format --check, mypy.
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: setup ## Apply ruff's fixes and formatting.
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+bench: setup ## Run the benchmarks and rewrite bench/RESULTS.md.
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m bench
+
+clean: ## Remove the virtualenv, caches and local data.
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache dbt/target dbt/logs

@@ -1,0 +1,63 @@
+"""Run every benchmark and rewrite ``bench/RESULTS.md``.
+
+``python -m bench [--carts N ...] [--only NAME]``. Each measurement runs in a child
+process against the bundled server in another process, so the figures include the
+real HTTP path and peak RSS is the measured code's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.harness import Result, bundled_server, machine, run_child
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def fetch_carts(sizes: list[int]) -> Result:
+    rows = []
+    for n in sizes:
+        with bundled_server("--carts", str(n), "--users", "1000", "--products", "200") as url:
+            run_child("bench.fetch_carts", "platform", url)  # warm the server's caches
+            ours = run_child("bench.fetch_carts", "platform", url)
+            ref = run_child("bench.fetch_carts", "textbook", url)
+        rate = ours["records"] / ours["seconds"]
+        row = {
+            "carts": f"{n:,}",
+            "seconds": f"{ours['seconds']:.2f}",
+            "carts/s": f"{rate:,.0f}",
+            "peak RSS MB": f"{ours['peak_rss_mb']:.0f}",
+            "textbook carts/s": f"{ref['records'] / ref['seconds']:,.0f}",
+            "textbook peak RSS MB": f"{ref['peak_rss_mb']:.0f}",
+            "speed ratio": f"{ours['seconds'] and ref['seconds'] / ours['seconds']:.1f}x",
+        }
+        rows.append(row)
+    return Result(
+        "Fetch and validate carts (issue 2)",
+        "API (bundled server, own process) -> streamed JSON -> Pydantic validation, in one "
+        "client process. *textbook*: `response.json()` then one `BaseModel` per record, "
+        "same server, same run.",
+        rows,
+        "Target: 1M carts at >= 300,000 carts/s and < 2 GB peak RSS.",
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--carts", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    args = parser.parse_args()
+    sections = [fetch_carts(args.carts)]
+    header = (
+        "# Benchmark results\n\n"
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}.\n"
+        "Rewritten by `make bench`; absolute times on shared machines are noisy, so each\n"
+        "figure has its comparison from the same run beside it.\n\n"
+    )
+    RESULTS.write_text(header + "\n".join(s.markdown() for s in sections))
+    print(RESULTS.read_text())
+
+
+if __name__ == "__main__":
+    main()

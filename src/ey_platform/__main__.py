@@ -1,0 +1,3 @@
+from ey_platform.cli import main
+
+main()

@@ -1,0 +1,37 @@
+"""Errors a user can act on. The CLI prints them as one line and exits non-zero."""
+
+
+class PlatformError(Exception):
+    """Base class for every error the platform reports to a person."""
+
+
+class ConfigError(PlatformError):
+    """A setting or a command-line argument is wrong."""
+
+
+class SourceError(PlatformError):
+    """The source API failed or answered something the platform cannot use."""
+
+
+class SourceUnavailable(SourceError):
+    """The source API did not answer usefully within the allowed attempts."""
+
+
+class MalformedResponse(SourceError):
+    """The source API answered 200 with a body that is not JSON of the expected shape."""
+
+
+class ReconciliationError(PlatformError):
+    """Counts between two hops of a pipeline do not match."""
+
+
+class LakeError(PlatformError):
+    """The raw lake refused an operation (for example a second write of the same object)."""
+
+
+class WarehouseError(PlatformError):
+    """The warehouse refused an operation or is busy beyond the allowed wait."""
+
+
+class PipelineBusy(PlatformError):
+    """Another run of the same pipeline holds the lock."""

@@ -1,0 +1,163 @@
+"""Settings, read from the environment (prefix ``EYP_``, ``__`` for nesting) and ``.env``.
+
+Every setting has a description; ``ey-platform config`` prints the effective values with
+secrets masked. Backends are chosen from ``profile`` in :mod:`ey_platform.backends` and
+nowhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ey_platform.errors import ConfigError
+
+PUBLIC_API_URL = "https://fakestoreapi.com"
+
+
+class HttpSettings(BaseModel):
+    """How the FakeStore client talks to the API."""
+
+    connect_timeout: float = Field(5.0, gt=0, description="Seconds to open a connection.")
+    read_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds to wait for the next bytes of an answer; the public API can hang.",
+    )
+    max_attempts: int = Field(5, ge=1, le=20, description="Attempts per request, first included.")
+    backoff_base: float = Field(0.5, ge=0, description="First retry delay in seconds; doubles.")
+    backoff_max: float = Field(30.0, ge=0, description="Longest delay between two attempts.")
+    retry_after_max: float = Field(
+        120.0, ge=0, description="Longest Retry-After the client honours before giving up."
+    )
+
+
+class LakeSettings(BaseModel):
+    """The raw lake: where date-partitioned JSONL files are written once."""
+
+    root: Path | None = Field(
+        None, description="Local lake root (profile local). Default: <data_dir>/lake."
+    )
+    bucket: str = Field(
+        "ey-data-platform-raw-data", description="Cloud Storage bucket (profile gcp)."
+    )
+
+
+class WarehouseSettings(BaseModel):
+    """The warehouse: DuckDB locally, BigQuery on Google Cloud."""
+
+    duckdb_path: Path | None = Field(
+        None, description="DuckDB file (profile local). Default: <data_dir>/warehouse.duckdb."
+    )
+    raw_dataset: str = Field("bq_raw", description="Dataset (DuckDB schema) of the raw tables.")
+    analytics_dataset: str = Field(
+        "bq_analytics", description="Dataset (DuckDB schema) of the marts."
+    )
+    lock_timeout: float = Field(
+        60.0, gt=0, description="Seconds to keep retrying when another process holds DuckDB."
+    )
+    bigquery_location: str = Field("EU", description="BigQuery dataset location (profile gcp).")
+
+
+class BusSettings(BaseModel):
+    """The message bus between the cart poller and the consumer."""
+
+    sqlite_path: Path | None = Field(
+        None, description="Embedded bus file (profile local). Default: <data_dir>/bus.sqlite3."
+    )
+    topic: str = Field("carts-events", description="Topic the poller publishes cart events to.")
+    subscription: str = Field("carts-events-sub", description="Subscription the consumer reads.")
+    dead_letter_topic: str = Field(
+        "carts-events-dlq", description="Where undeliverable or invalid messages go."
+    )
+    ack_deadline: float = Field(
+        60.0, gt=0, description="Seconds before an unacknowledged message is redelivered."
+    )
+    max_delivery_attempts: int = Field(
+        5, ge=1, description="Deliveries before a message goes to the dead-letter topic."
+    )
+
+
+class GcpSettings(BaseModel):
+    """Google Cloud project (profile gcp). Credentials come from Application Default
+    Credentials; no key file is read from settings."""
+
+    project: str | None = Field(None, description="Google Cloud project id (profile gcp).")
+
+
+class Settings(BaseSettings):
+    """Everything the platform can be told. See ``.env.example`` for the variable names."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EYP_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,  # a blank line copied from .env.example means "default"
+        extra="forbid",
+        validate_default=True,
+    )
+
+    profile: Literal["local", "gcp"] = Field(
+        "local",
+        description="local: files, DuckDB and an embedded bus. gcp: Cloud Storage, BigQuery, "
+        "Pub/Sub. Moves every backend at once.",
+    )
+    api_url: str = Field(PUBLIC_API_URL, description="Base URL of the FakeStore API.")
+    api_token: SecretStr | None = Field(
+        None,
+        description="Bearer token sent to the API, for a gateway in front of it. "
+        "The public FakeStore API needs none.",
+    )
+    data_dir: Path = Field(
+        Path("./data"), description="Where the lake, the warehouse file and the bus live locally."
+    )
+    http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP client.")
+    lake: LakeSettings = Field(default_factory=LakeSettings, description="Raw lake.")
+    warehouse: WarehouseSettings = Field(
+        default_factory=WarehouseSettings, description="Warehouse."
+    )
+    bus: BusSettings = Field(default_factory=BusSettings, description="Message bus.")
+    gcp: GcpSettings = Field(default_factory=GcpSettings, description="Google Cloud.")
+
+    @field_validator("api_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    @property
+    def lake_root(self) -> Path:
+        return self.lake.root or self.data_dir / "lake"
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.warehouse.duckdb_path or self.data_dir / "warehouse.duckdb"
+
+    @property
+    def bus_path(self) -> Path:
+        return self.bus.sqlite_path or self.data_dir / "bus.sqlite3"
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data, every secret replaced by ``**********``."""
+        return self.model_dump(mode="json")  # SecretStr dumps as '**********' in JSON mode
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment and ``.env``; keyword overrides win (CLI flags).
+
+    A bad value raises :class:`ConfigError` naming the variable and what was wrong with it.
+    """
+    clean = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"EYP_{'__'.join(str(part) for part in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None

@@ -1,0 +1,1 @@
+"""The FakeStore source: the client, a compatible server and its synthetic data."""

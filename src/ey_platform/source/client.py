@@ -1,0 +1,288 @@
+"""A small, typed client for the FakeStore API (https://fakestoreapi.com/docs).
+
+Every call has a timeout (the public API can hang without answering). Connection
+errors, timeouts, 5xx and 429 are retried a bounded number of times with exponential
+backoff and full jitter; a 429's ``Retry-After`` is honoured. After the last attempt one
+:class:`SourceUnavailable` names the endpoint and the attempts. An answer of 200 with a
+``null`` or empty body means "not found". Collections stream in batches, so a million
+carts are never held as one list. User passwords are removed here, before any other
+part of the platform sees a record.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+
+import httpx
+
+from ey_platform.errors import MalformedResponse, SourceError, SourceUnavailable
+from ey_platform.models import Entity
+from ey_platform.settings import HttpSettings, Settings
+from ey_platform.source.jsonstream import JSONStreamError, iter_array_batches
+
+log = logging.getLogger(__name__)
+
+Sort = Literal["asc", "desc"]
+_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One GET of the API: a path and its query parameters."""
+
+    path: str
+    params: tuple[tuple[str, str], ...] = ()
+
+    def describe(self) -> str:
+        query = "&".join(f"{k}={v}" for k, v in self.params)
+        return f"GET {self.path}" + (f"?{query}" if query else "")
+
+
+class _Retry(Exception):
+    """An attempt failed in a way worth another try, after ``delay`` seconds if given."""
+
+    def __init__(self, reason: str, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def scrub_user(record: Any) -> Any:
+    """Remove the clear-text password of a user record (the platform keeps none)."""
+    if isinstance(record, dict):
+        record.pop("password", None)
+    return record
+
+
+class FakeStoreClient:
+    """Reads products, users and carts from a FakeStore-compatible API."""
+
+    def __init__(
+        self,
+        base_url: str,
+        http: HttpSettings | None = None,
+        token: str | None = None,
+        *,
+        batch_bytes: int = 2 << 20,
+        sleep: Any = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = http or HttpSettings()
+        self.batch_bytes = batch_bytes
+        self._sleep = sleep
+        headers = {"Accept": "application/json", "User-Agent": "ey-platform"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(
+                self.http.read_timeout, connect=self.http.connect_timeout, pool=None
+            ),
+            follow_redirects=True,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FakeStoreClient:
+        token = settings.api_token.get_secret_value() if settings.api_token else None
+        return cls(settings.api_url, settings.http, token)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> FakeStoreClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the endpoints -------------------------------------------------------------
+
+    def iter_entity(
+        self, entity: Entity, *, limit: int | None = None, sort: Sort | None = None
+    ) -> Iterator[list[Any]]:
+        """Stream ``/products``, ``/users`` or ``/carts`` as batches of raw records."""
+        return self.iter_collection(Query(f"/{entity}", _params(limit=limit, sort=sort)))
+
+    def iter_carts(
+        self,
+        *,
+        start: date | None = None,
+        end: date | None = None,
+        limit: int | None = None,
+        sort: Sort | None = None,
+    ) -> Iterator[list[Any]]:
+        """Stream carts dated in ``[start, end)`` (the API's end date is exclusive)."""
+        params = _params(
+            startdate=start.isoformat() if start else None,
+            enddate=end.isoformat() if end else None,
+            limit=limit,
+            sort=sort,
+        )
+        return self.iter_collection(Query("/carts", params))
+
+    def collection(self, path: str, **params: Any) -> list[Any]:
+        """A whole collection (``/products/category/jewelery``, ``/carts/user/1`` ...)."""
+        return [
+            rec for batch in self.iter_collection(Query(path, _params(**params))) for rec in batch
+        ]
+
+    def get(self, entity: Entity, record_id: int) -> dict[str, Any] | None:
+        """One record by id, or ``None`` when the API answers 200 with null (not found)."""
+        query = Query(f"/{entity}/{int(record_id)}")
+        value = self._fetch_value(query)
+        if value is not None and not isinstance(value, dict):
+            raise MalformedResponse(f"{query.describe()}: expected an object, got {_kind(value)}")
+        return scrub_user(value) if entity == "users" else value
+
+    def categories(self) -> list[str]:
+        query = Query("/products/categories")
+        value = self._fetch_value(query)
+        if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+            raise MalformedResponse(f"{query.describe()}: expected a list of strings")
+        return value
+
+    # -- the mechanics -------------------------------------------------------------
+
+    def iter_collection(self, query: Query) -> Iterator[list[Any]]:
+        """Stream a JSON array as batches. ``null``/empty answers yield nothing."""
+        scrub = query.path.startswith("/users")
+        with self._open(query) as response:
+            try:
+                for value in iter_array_batches(
+                    response.iter_bytes(), batch_bytes=self.batch_bytes
+                ):
+                    if value is None:
+                        return
+                    if not isinstance(value, list):
+                        raise MalformedResponse(
+                            f"{query.describe()}: expected a JSON array, got {_kind(value)}"
+                        )
+                    if scrub:
+                        for record in value:
+                            scrub_user(record)
+                    yield value
+            except JSONStreamError as exc:
+                raise MalformedResponse(
+                    f"{query.describe()}: body is not valid JSON: {exc}"
+                ) from None
+            except httpx.HTTPError as exc:
+                raise SourceError(
+                    f"{query.describe()}: connection failed while reading the body: {_why(exc)}"
+                ) from None
+
+    def _fetch_value(self, query: Query) -> Any:
+        with self._open(query) as response:
+            try:
+                body = response.read()
+            except httpx.HTTPError as exc:
+                raise SourceError(
+                    f"{query.describe()}: reading the body failed: {_why(exc)}"
+                ) from None
+        if not body.strip():
+            return None
+        try:
+            return next(iter_array_batches([body], batch_bytes=len(body) + 1), None)
+        except JSONStreamError as exc:
+            raise MalformedResponse(f"{query.describe()}: body is not valid JSON: {exc}") from None
+
+    def _open(self, query: Query) -> _Opened:
+        """Send the request, retrying as the module docstring says; the answer is 200."""
+        attempts = self.http.max_attempts
+        last = ""
+        for attempt in range(1, attempts + 1):
+            try:
+                return _Opened(self._attempt(query))
+            except _Retry as retry:
+                last = str(retry)
+                if attempt == attempts:
+                    break
+                delay = self._delay(attempt, retry.delay, query)
+                log.warning(
+                    "%s failed (%s), attempt %d of %d, retrying in %.2fs",
+                    query.describe(),
+                    last,
+                    attempt,
+                    attempts,
+                    delay,
+                )
+                self._sleep(delay)
+        raise SourceUnavailable(
+            f"{self.base_url}: {query.describe()} failed after {attempts} attempts; "
+            f"last error: {last}"
+        )
+
+    def _attempt(self, query: Query) -> httpx.Response:
+        request = self._client.build_request("GET", query.path, params=query.params)
+        try:
+            response = self._client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise _Retry(f"no answer in time ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise _Retry(f"connection error: {_why(exc)}") from None
+        if response.status_code == 200:
+            return response
+        response.close()
+        status = response.status_code
+        if status in _RETRY_STATUS:
+            delay = _retry_after(response.headers.get("Retry-After")) if status == 429 else None
+            raise _Retry(f"HTTP {status}", delay)
+        raise SourceError(f"{self.base_url}: {query.describe()} answered HTTP {status}")
+
+    def _delay(self, attempt: int, retry_after: float | None, query: Query) -> float:
+        if retry_after is not None:
+            if retry_after > self.http.retry_after_max:
+                raise SourceUnavailable(
+                    f"{self.base_url}: {query.describe()} asked to retry after {retry_after:.0f}s, "
+                    f"more than the allowed {self.http.retry_after_max:.0f}s"
+                )
+            return retry_after
+        ceiling = min(self.http.backoff_max, self.http.backoff_base * 2 ** (attempt - 1))
+        return random.uniform(0, ceiling)
+
+
+class _Opened:
+    """Context manager that closes a streamed response."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+
+    def __enter__(self) -> httpx.Response:
+        return self.response
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.response.close()
+
+
+def _params(**params: Any) -> tuple[tuple[str, str], ...]:
+    return tuple((key, str(value)) for key, value in params.items() if value is not None)
+
+
+_KINDS: dict[type, str] = {dict: "an object", list: "an array", str: "a string"}
+
+
+def _kind(value: Any) -> str:
+    return _KINDS.get(type(value), type(value).__name__)
+
+
+def _why(exc: Exception) -> str:
+    return str(exc) or type(exc).__name__
