@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, cast
 
 import orjson
 import typer
@@ -15,7 +19,7 @@ from rich.table import Table
 from ey_platform import __version__
 from ey_platform.errors import ConfigError, PlatformError
 from ey_platform.logs import setup_logging
-from ey_platform.models import ENTITIES
+from ey_platform.models import ENTITIES, Entity
 from ey_platform.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -27,9 +31,21 @@ app = typer.Typer(
 )
 fakestore_app = typer.Typer(help="The bundled FakeStore-compatible server.", no_args_is_help=True)
 app.add_typer(fakestore_app, name="fakestore")
+stream_app = typer.Typer(
+    help="Streaming of cart events: poll, consume, run, status.", no_args_is_help=True
+)
+app.add_typer(stream_app, name="stream")
 
-console = Console()
+# Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=160)
 _state: dict[str, Any] = {"debug": False}
+
+
+class BatchEntity(StrEnum):
+    products = "products"
+    users = "users"
+    all = "all"
+
 
 ApiUrl = Annotated[
     Optional[str],  # noqa: UP045 - Typer reads the annotation at run time
@@ -87,6 +103,213 @@ def _print_counts(rows: list[Any]) -> None:
     console.print(table)
 
 
+def _parse_day(value: str | None) -> date:
+    if value is None:
+        return datetime.now(UTC).date()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--date: expected YYYY-MM-DD, got {value!r}") from None
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[str, int], None]]:
+    """A live record counter on stderr when it is a terminal; silent otherwise."""
+    if not sys.stderr.isatty():
+        yield lambda entity, records: None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,} records"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(entity: str, records: int) -> None:
+            if entity not in tasks:
+                tasks[entity] = bar.add_task(f"extract {entity}", total=None)
+            bar.update(tasks[entity], completed=records)
+
+        yield update
+
+
+def run_batch(cfg: Settings, day: date, entities: list[Entity], from_lake: bool) -> list[Any]:
+    """Run the batch under the job lock; returns the per-entity results."""
+    from ey_platform.backends import make_lake, make_warehouse
+    from ey_platform.locks import job_lock
+    from ey_platform.pipelines.batch import BatchPipeline
+    from ey_platform.source.client import FakeStoreClient
+
+    with job_lock(cfg.data_dir / "locks" / "batch.lock", "batch"), _progress_bar() as progress:
+        client = None if from_lake else FakeStoreClient.from_settings(cfg)
+        try:
+            pipeline = BatchPipeline(
+                make_lake(cfg),
+                make_warehouse(cfg),
+                client,
+                progress=progress,
+                part_bytes=cfg.batch.part_mb << 20,
+                workers=cfg.batch.workers,
+            )
+            return pipeline.run(entities, day, from_lake=from_lake)
+        finally:
+            if client is not None:
+                client.close()
+
+
+def _print_batch(results: list[Any]) -> None:
+    table = Table(
+        "entity",
+        "date",
+        "run",
+        "status",
+        "extracted",
+        "quarantined",
+        "landed",
+        "loaded",
+        "seconds",
+        title="Batch",
+    )
+    for r in results:
+        table.add_row(
+            r.entity,
+            str(r.day),
+            r.run_id,
+            r.status,
+            f"{r.extracted:,}",
+            f"{r.quarantined:,}",
+            f"{r.landed:,}",
+            f"{r.loaded:,}",
+            f"{r.seconds:.2f}",
+        )
+    console.print(table)
+
+
+@app.command("batch")
+def batch_cmd(
+    day: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--date", help="Ingestion date YYYY-MM-DD (UTC). Default: today."),
+    ] = None,
+    entity: Annotated[BatchEntity, typer.Option(help="Which entity to ingest.")] = BatchEntity.all,
+    from_lake: Annotated[
+        bool, typer.Option("--from-lake", help="Reload the date from the lake; no API call.")
+    ] = False,
+    api_url: ApiUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Daily batch: products and users, API -> raw lake -> warehouse. Safe to re-run."""
+    cfg = settings(api_url=api_url, data_dir=data_dir)
+    entities: list[Entity] = (
+        ["products", "users"] if entity is BatchEntity.all else [cast(Entity, entity.value)]
+    )
+    _print_batch(run_batch(cfg, _parse_day(day), entities, from_lake))
+
+
+@contextmanager
+def _stream_parts(cfg: Settings) -> Iterator[Any]:
+    """Poller and consumer built from settings, closed afterwards."""
+    from ey_platform.backends import make_bus, make_lake, make_warehouse
+    from ey_platform.pipelines.poller_state import PollerState
+    from ey_platform.pipelines.stream import CartConsumer, CartPoller
+    from ey_platform.source.client import FakeStoreClient
+
+    bus = make_bus(cfg)
+    bus.setup()
+    warehouse = make_warehouse(cfg)
+    warehouse.setup()
+    state = PollerState(cfg.poller_state_path)
+    client = FakeStoreClient.from_settings(cfg)
+    try:
+        poller = CartPoller(client, bus, state, make_lake(cfg))
+        consumer = CartConsumer(bus, warehouse.event_sink(), cfg.stream.batch_size)
+        yield poller, consumer, bus, state, warehouse
+    finally:
+        client.close()
+        state.close()
+        bus.close()
+
+
+Interval = Annotated[
+    Optional[float],  # noqa: UP045
+    typer.Option(
+        "--interval", min=0.1, help="Seconds between polls [env: EYP_STREAM__POLL_INTERVAL]."
+    ),
+]
+
+
+@stream_app.command("poll")
+def stream_poll(
+    interval: Interval = None,
+    once: Annotated[bool, typer.Option("--once", help="Poll once and exit.")] = False,
+    api_url: ApiUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Poll the carts and publish created, updated and deleted events."""
+    from ey_platform.pipelines.stream import Stopper, poll_every
+
+    cfg = settings(api_url=api_url, data_dir=data_dir)
+    stopper = Stopper()
+    stopper.install()
+    with _stream_parts(cfg) as (poller, *_):
+        poll_every(poller, interval or cfg.stream.poll_interval, stopper, once=once)
+
+
+@stream_app.command("consume")
+def stream_consume(
+    drain: Annotated[
+        bool, typer.Option("--drain", help="Exit once the subscription is empty.")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Land cart events in bq_raw.carts_events, exactly once. SIGINT/SIGTERM finish the
+    batch in hand and exit."""
+    from ey_platform.pipelines.stream import Stopper
+
+    cfg = settings(data_dir=data_dir)
+    stopper = Stopper()
+    stopper.install()
+    with _stream_parts(cfg) as (_, consumer, *_):
+        stopper.consumers.append(consumer)
+        result = consumer.run(drain=drain)
+    console.print(
+        f"consumed {result.pulled:,} messages: {result.loaded:,} loaded, "
+        f"{result.duplicates:,} duplicates skipped, {result.dead_lettered:,} "
+        f"dead-lettered in {result.seconds:.2f}s",
+        highlight=False,
+    )
+
+
+@stream_app.command("run")
+def stream_run(interval: Interval = None, api_url: ApiUrl = None, data_dir: DataDir = None) -> None:
+    """Run the poller and the consumer together until SIGINT/SIGTERM."""
+    from ey_platform.pipelines.stream import Stopper, run_both
+
+    cfg = settings(api_url=api_url, data_dir=data_dir)
+    stopper = Stopper()
+    stopper.install()
+    with _stream_parts(cfg) as (poller, consumer, *_):
+        run_both(poller, consumer, interval or cfg.stream.poll_interval, stopper)
+
+
+@stream_app.command("status")
+def stream_status(data_dir: DataDir = None) -> None:
+    """Backlog, oldest unacked message, dead letters, last poll and throughput."""
+    from ey_platform.pipelines.stream import stream_status as status
+
+    cfg = settings(data_dir=data_dir)
+    with _stream_parts(cfg) as (_, _, bus, state, warehouse):
+        facts = status(bus, state, warehouse)
+    table = Table("", "", title="Stream")
+    for key, value in facts.items():
+        table.add_row(key, value)
+    console.print(table)
+
+
 @fakestore_app.command("serve")
 def fakestore_serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -116,24 +339,22 @@ def fakestore_serve(
         raise ConfigError(f"--faults: {exc}") from None
     catalog = Catalog(seed, products, users, carts)
     port = port or free_port(host)
-    console.print(f"FakeStore on http://{host}:{port} ({products} products, {users} users, "
-                  f"{carts} carts)", highlight=False)  # fmt: skip
+    console.print(
+        f"FakeStore on http://{host}:{port} ({products} products, {users} users, {carts} carts)",
+        highlight=False,
+    )
     uvicorn.run(create_app(catalog, plan, live_rate), host=host, port=port, log_level="warning")
 
 
 @app.command("demo")
-def demo_cmd(api_url: ApiUrl = None) -> None:
+def demo_cmd(api_url: ApiUrl = None, data_dir: DataDir = None) -> None:
     """Run the main job end to end on embedded defaults against the bundled server
     (or --api-url) and print a summary."""
-    from ey_platform.pipelines.extract import count_valid
-    from ey_platform.source.client import FakeStoreClient
     from ey_platform.source.server import create_app, serve_in_thread
 
-    with (
-        _api(api_url, create_app, serve_in_thread) as url,
-        FakeStoreClient.from_settings(settings(api_url=url)) as client,
-    ):
-        _print_counts([count_valid(client, entity) for entity in ENTITIES])
+    with _api(api_url, create_app, serve_in_thread) as url:
+        cfg = settings(api_url=url, data_dir=data_dir)
+        _print_batch(run_batch(cfg, datetime.now(UTC).date(), ["products", "users"], False))
 
 
 def _api(api_url: str | None, create_app: Any, serve_in_thread: Any) -> Any:

@@ -35,6 +35,15 @@ class HttpSettings(BaseModel):
     )
 
 
+class BatchSettings(BaseModel):
+    """The daily batch of products and users."""
+
+    workers: int = Field(
+        2, ge=1, le=64, description="Processes that validate a large answer in parallel."
+    )
+    part_mb: int = Field(32, ge=1, description="Size of one lake part file, in MB.")
+
+
 class LakeSettings(BaseModel):
     """The raw lake: where date-partitioned JSONL files are written once."""
 
@@ -79,6 +88,20 @@ class BusSettings(BaseModel):
     max_delivery_attempts: int = Field(
         5, ge=1, description="Deliveries before a message goes to the dead-letter topic."
     )
+    sync: Literal["full", "normal"] = Field(
+        "full",
+        description="Embedded bus durability: full survives a power cut, normal only a "
+        "crash of the process (and publishes one at a time about 9 times faster).",
+    )
+
+
+class StreamSettings(BaseModel):
+    """The cart poller and the consumer."""
+
+    poll_interval: float = Field(60.0, gt=0, description="Seconds between two polls of carts.")
+    batch_size: int = Field(
+        5000, ge=1, le=100_000, description="Messages the consumer pulls and lands at once."
+    )
 
 
 class GcpSettings(BaseModel):
@@ -116,11 +139,13 @@ class Settings(BaseSettings):
         Path("./data"), description="Where the lake, the warehouse file and the bus live locally."
     )
     http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP client.")
+    batch: BatchSettings = Field(default_factory=BatchSettings, description="Daily batch.")
     lake: LakeSettings = Field(default_factory=LakeSettings, description="Raw lake.")
     warehouse: WarehouseSettings = Field(
         default_factory=WarehouseSettings, description="Warehouse."
     )
     bus: BusSettings = Field(default_factory=BusSettings, description="Message bus.")
+    stream: StreamSettings = Field(default_factory=StreamSettings, description="Streaming.")
     gcp: GcpSettings = Field(default_factory=GcpSettings, description="Google Cloud.")
 
     @field_validator("api_url")
@@ -141,6 +166,10 @@ class Settings(BaseSettings):
     @property
     def bus_path(self) -> Path:
         return self.bus.sqlite_path or self.data_dir / "bus.sqlite3"
+
+    @property
+    def poller_state_path(self) -> Path:
+        return self.data_dir / "stream" / "poller.sqlite3"
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data, every secret replaced by ``**********``."""

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+import orjson
 from pydantic import TypeAdapter, ValidationError
 
-from ey_platform.models import Entity, batch_adapter
+from ey_platform.models import SCHEMAS, Entity, batch_adapter
+from ey_platform.source.jsonstream import array_to_jsonl
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +77,48 @@ def validate_batch(entity: Entity, records: list[Any]) -> ValidatedBatch:
             rejected=[Rejected(records[i], _describe(errs)) for i, errs in by_index.items()],
         )
     return ValidatedBatch(valid=records)
+
+
+@dataclass(slots=True)
+class GatedBatch:
+    """A batch validated from its JSON text: the valid records as JSONL, byte for byte as
+    received where that can be proven exact, and the rejects."""
+
+    jsonl: bytes
+    valid: int
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+@cache
+def _required(entity: Entity) -> frozenset[str]:
+    schema = SCHEMAS[entity]
+    return frozenset(schema.__required_keys__)
+
+
+def gate_json(entity: Entity, text: bytes) -> GatedBatch:
+    """Validate a JSON array text of ``entity`` records in one pass of pydantic-core,
+    without building Python dicts of the raw records.
+
+    Raises ``ValueError`` if ``text`` is not valid JSON (so it can serve as the decoder
+    that proves a cut of a streamed array).
+    """
+    try:
+        count = len(_adapter(entity).validate_json(text))
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        if errors and errors[0]["type"] == "json_invalid":
+            raise ValueError(errors[0]["msg"]) from None
+        return _with_rejects(entity, text)
+    jsonl = array_to_jsonl(text, count, _required(entity))
+    if jsonl is None:
+        jsonl = _encode_lines(orjson.loads(text))
+    return GatedBatch(jsonl, count)
+
+
+def _with_rejects(entity: Entity, text: bytes) -> GatedBatch:
+    checked = validate_batch(entity, orjson.loads(text))
+    return GatedBatch(_encode_lines(checked.valid), len(checked.valid), checked.rejected)
+
+
+def _encode_lines(records: list[Any]) -> bytes:
+    return b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records)

@@ -123,3 +123,30 @@ def test_bad_records_are_rejected_with_the_field_named(
     assert len(result.rejected) == 1
     assert result.rejected[0].record == record
     assert reason in result.rejected[0].reason
+
+
+def test_gate_json_keeps_the_text_as_received() -> None:
+    import orjson
+
+    from ey_platform.validation import gate_json
+
+    text = (
+        b'[{"id":1,"userId":1,"date":"2020-03-02T00:00:00.000Z","products":[],"x":1.50},'
+        b'{"id":2,"userId":"2","date":"2020-03-02T00:00:00.000Z","products":[]}]'
+    )
+    gated = gate_json("carts", text)
+    assert (gated.valid, gated.rejected) == (2, [])
+    assert gated.jsonl.splitlines()[0].endswith(b'"x":1.50}')  # not 1.5: the text is kept
+    bad = text.replace(b'"userId":"2"', b'"userId":"two"')
+    gated = gate_json("carts", bad)
+    assert gated.valid == 1
+    assert gated.rejected[0].record["userId"] == "two"
+    assert "userId: Input should be a valid integer" in gated.rejected[0].reason
+    assert [orjson.loads(line)["id"] for line in gated.jsonl.splitlines()] == [1]
+
+
+def test_gate_json_raises_value_error_on_invalid_json() -> None:
+    from ey_platform.validation import gate_json
+
+    with pytest.raises(ValueError, match="EOF while parsing"):
+        gate_json("carts", b'[{"id":1,')

@@ -29,8 +29,15 @@ _LAST = ("doe", "morrison", "ryan", "romer", "powell", "russell", "snyder", "hop
 _CITIES = ("kilcoole", "Cullman", "San Antonio", "El Paso", "Fresno", "Mesa", "Miami Beach")
 _STREETS = ("new road", "Lovers Ln", "Frances Ct", "Hunters Creek Dr", "adams St", "prospect st")
 # The public API's 7 carts: owners and dates.
-_DEFAULT_CARTS = ((1, "2020-03-02"), (1, "2020-01-02"), (2, "2020-03-01"), (3, "2020-01-01"),
-                  (3, "2020-03-01"), (4, "2020-03-01"), (8, "2020-03-01"))  # fmt: skip
+_DEFAULT_CARTS = (
+    (1, "2020-03-02"),
+    (1, "2020-01-02"),
+    (2, "2020-03-01"),
+    (3, "2020-01-01"),
+    (3, "2020-03-01"),
+    (4, "2020-03-01"),
+    (8, "2020-03-01"),
+)
 _YEAR_2020 = datetime(2020, 1, 1, tzinfo=UTC)
 
 

@@ -1,9 +1,10 @@
-"""Decode a JSON array that arrives in chunks into batches of records.
+"""Decode a JSON array that arrives in chunks, batch by batch, and turn a batch into
+JSONL without re-serializing it.
 
 The public API answers a collection as one JSON array, with no paging; a million carts
 is about 170 MB. Holding that as one Python list costs about 1.7 GB, so the body is cut
 into batches of roughly ``batch_bytes`` while it streams in, and each batch is decoded
-on its own. A cut is only made where the text before it closes as a valid array, which
+on its own. A cut is only made where the text before it decodes as a valid array, which
 happens only between two top-level elements: a cut inside a string or a nested value
 leaves the text unbalanced and fails to decode, and the next candidate is tried.
 """
@@ -11,11 +12,14 @@ leaves the text unbalanced and fails to decode, and the next candidate is tried.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+
+T = TypeVar("T")
+Decoder = Callable[[bytes], T]
 
 # A top-level element that is an object ends with '}' followed by a comma.
 _OBJECT_END = re.compile(rb"\}\s*,")
@@ -32,7 +36,16 @@ class JSONStreamError(ValueError):
         self.offset = offset
 
 
-def _decode(data: bytes | bytearray | memoryview, offset: int) -> Any:
+class NotAnArray(ValueError):
+    """The body is valid JSON but not an array; ``value`` is what it held (None for
+    ``null`` or an empty body)."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__("not a JSON array")
+        self.value = value
+
+
+def _loads(data: bytes | bytearray, offset: int) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -42,10 +55,10 @@ def _decode(data: bytes | bytearray | memoryview, offset: int) -> Any:
 class _ArrayCutter:
     """Holds ``[`` followed by the not yet decoded elements, and cuts batches off it."""
 
-    def __init__(self, batch_bytes: int) -> None:
-        self.buf = bytearray()
-        self.batch_bytes = batch_bytes
-        self.consumed = 0  # bytes of the body already decoded, for error offsets
+    def __init__(self, buf: bytearray, offset: int, decode: Decoder[Any] | None) -> None:
+        self.buf = buf
+        self.decode = decode
+        self.consumed = offset  # bytes of the body already decoded, for error offsets
         self.scan_from = 1
         self.boundary: re.Pattern[bytes] | None = None
 
@@ -58,44 +71,72 @@ class _ArrayCutter:
             )
         return self.boundary
 
-    def cut(self) -> list[Any] | None:
-        """Decode and remove the longest cheap prefix batch, or None if none was found."""
-        pattern = self._boundary()
+    def cut(self) -> tuple[bool, Any]:
+        """Decode and remove a batch ending near the end of the buffer, if one is found.
+        Without a decoder the last candidate is taken unproven (speculative cut)."""
         start = max(self.scan_from, len(self.buf) - _TAIL)
         # Search a copy: a live regex scan would pin the buffer and forbid resizing it.
         tail = bytes(self.buf[start:])
-        ends = [start + m.start() for m in islice(pattern.finditer(tail), _MAX_TRIES)]
+        ends = [start + m.start() for m in islice(self._boundary().finditer(tail), _MAX_TRIES)]
         for end in ends:
             comma = self.buf.index(b",", end)
-            self.buf[comma] = ord("]")
+            candidate = bytes(self.buf[:comma]) + b"]"
             try:
-                with memoryview(self.buf) as view, view[: comma + 1] as head:
-                    batch = orjson.loads(head)
-            except orjson.JSONDecodeError:
-                self.buf[comma] = ord(",")
-                continue
+                batch = self.decode(candidate) if self.decode else candidate
+            except ValueError:
+                continue  # not a top-level boundary
             del self.buf[1 : comma + 1]
             self.consumed += comma
             self.scan_from = 1
-            return batch  # type: ignore[no-any-return]
+            return True, batch
         self.scan_from = len(self.buf)
-        return None
+        return False, None
 
-    def rest(self) -> list[Any]:
-        batch = _decode(self.buf, self.consumed)
+    def rest(self) -> Any:
+        data = bytes(self.buf)
         self.buf = bytearray()
-        return batch  # type: ignore[no-any-return]
+        if self.decode is None:
+            return data
+        try:
+            return self.decode(data)
+        except ValueError:
+            _loads(data, self.consumed)  # names the offset of the syntax error
+            raise
 
 
-def iter_array_batches(chunks: Iterable[bytes], batch_bytes: int = 2 << 20) -> Iterator[Any]:
-    """Yield the body as lists of elements, or, if the body is not an array, yield the
-    decoded value once (``None`` for ``null`` or an empty body).
+def iter_array_batches(
+    chunks: Iterable[bytes], batch_bytes: int = 2 << 20, decode: Decoder[T] = orjson.loads
+) -> Iterator[T]:
+    """Yield ``decode(text)`` for consecutive batches of the array's elements, each
+    ``text`` being a JSON array of about ``batch_bytes``.
 
-    Raises :class:`JSONStreamError` on a body that is not valid JSON; batches yielded
-    before that point came from a prefix that was valid, but the caller must treat the
-    whole body as failed.
+    ``decode`` must raise ``ValueError`` for text that is not valid JSON. Raises
+    :class:`NotAnArray` for a body that is not an array and :class:`JSONStreamError`
+    for one that is not valid JSON; batches yielded before that came from a valid
+    prefix, but the caller must treat the whole body as failed.
     """
     it = iter(chunks)
+    body, leading = _start(it)
+    yield from _cut_all(it, _ArrayCutter(body, leading, decode), batch_bytes)
+
+
+def iter_array_texts(chunks: Iterable[bytes], batch_bytes: int = 2 << 20) -> Iterator[bytes]:
+    """Like :func:`iter_array_batches` without decoding: each text is cut where an element
+    seems to end, unproven. Joining the texts back (``a[:-1] + b"," + b[1:]``) gives
+    the original array, so a consumer that finds a text invalid can merge it with the
+    next one and try again."""
+    it = iter(chunks)
+    body, leading = _start(it)
+    yield from _cut_all(it, _ArrayCutter(body, leading, None), batch_bytes)
+
+
+def merge_texts(first: bytes, second: bytes) -> bytes:
+    """Undo a cut between two consecutive texts of :func:`iter_array_texts`."""
+    return first[:-1] + b"," + second[1:]
+
+
+def _start(it: Iterator[bytes]) -> tuple[bytearray, int]:
+    """Read up to the first byte of the body; raise NotAnArray unless it opens an array."""
     head = bytearray()
     for chunk in it:
         head += chunk
@@ -103,25 +144,47 @@ def iter_array_batches(chunks: Iterable[bytes], batch_bytes: int = 2 << 20) -> I
             break
     body = head.lstrip()
     leading = len(head) - len(body)
-    if not body:
-        yield None
-        return
     if body[:1] != b"[":
         for chunk in it:
             body += chunk
-        yield _decode(body, leading)
-        return
-    cutter = _ArrayCutter(batch_bytes)
-    cutter.buf = body
-    cutter.consumed = leading
+        raise NotAnArray(_loads(body, leading) if body.strip() else None)
+    return body, leading
+
+
+def _cut_all(it: Iterator[bytes], cutter: _ArrayCutter, batch_bytes: int) -> Iterator[Any]:
     for chunk in it:
         cutter.buf += chunk
-        if len(cutter.buf) >= cutter.batch_bytes:
-            batch = cutter.cut()
-            if batch:
+        if len(cutter.buf) >= batch_bytes:
+            found, batch = cutter.cut()
+            if found:
                 yield batch
-    rest = cutter.rest()
-    if not isinstance(rest, list):
-        raise JSONStreamError("body starts as an array but does not decode to one", 0)
-    if rest:
-        yield rest
+    if not re.fullmatch(rb"\[\s*\]\s*", cutter.buf):
+        yield cutter.rest()
+
+
+def first_key(array: bytes) -> bytes | None:
+    """The first key of the first element of a JSON array of objects, as its token."""
+    match = re.match(rb'\[\s*\{\s*("[^"\\]{1,64}")\s*:', array[:256])
+    return match.group(1) if match else None
+
+
+def array_to_jsonl(array: bytes, count: int, required: frozenset[str]) -> bytes | None:
+    """The ``count`` elements of a compact JSON array of objects as JSONL lines, byte for
+    byte as received, or None when that cannot be proven exact.
+
+    Let K be the first key of the first element, a field every element has (``required``),
+    so the text holds the token ``"K"`` at least ``count`` times. If it holds it exactly
+    ``count`` times, each is the top-level key of one element: no nested object has the
+    key K and no string holds it. Then every ``},{"K":`` is a boundary between two
+    elements, and if there are ``count - 1`` of them, they are all of the boundaries.
+    """
+    if count == 0:
+        return b""
+    key = first_key(array)
+    if key is None or key[1:-1].decode() not in required:
+        return None
+    body = array.strip()[1:-1].strip()
+    boundary = b"},{" + key + b":"
+    if array.count(key) != count or body.count(boundary) != count - 1:
+        return None
+    return body.replace(boundary, b"}\n{" + key + b":") + b"\n"

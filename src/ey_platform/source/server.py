@@ -228,8 +228,9 @@ async def _live(state: ServerState) -> None:
         log.debug("live change: %s", changes.step())
 
 
-def create_app(catalog: Catalog | None = None, faults: FaultPlan | None = None,
-               live_rate: float = 0.0) -> Starlette:  # fmt: skip
+def create_app(
+    catalog: Catalog | None = None, faults: FaultPlan | None = None, live_rate: float = 0.0
+) -> Starlette:
     """The ASGI app. ``live_rate`` changes per second; 0 keeps the data still."""
     state = ServerState(catalog or Catalog(), faults or FaultPlan(), live_rate)
 
@@ -271,9 +272,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 def serve_in_thread(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Serve ``app`` on loopback in a background thread; yields its base URL."""
     config = uvicorn.Config(
-        app, host=host, port=port or free_port(host), log_level="warning",
-        timeout_graceful_shutdown=1, lifespan="on",
-    )  # fmt: skip
+        app,
+        host=host,
+        port=port or free_port(host),
+        log_level="warning",
+        timeout_graceful_shutdown=1,
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="fakestore", daemon=True)
     thread.start()

@@ -1,0 +1,1 @@
+"""The message bus between the cart poller and the consumer."""

@@ -1,0 +1,79 @@
+"""The bus interface, with Pub/Sub's semantics. Backends: :mod:`.sqlite` (embedded),
+:mod:`.pubsub`.
+
+- :meth:`Bus.publish` returns once the messages are durable.
+- A pulled message is leased for the subscription's ack deadline; if it is not acked in
+  time it is delivered again (at least once). An ack counts only for the delivery it
+  names: a consumer that lost its lease cannot ack the redelivered copy.
+- Messages with the same ordering key are delivered in publish order; a key is held
+  back while an earlier message of it is leased to someone.
+- After ``max_delivery_attempts`` deliveries a message goes to the dead-letter topic;
+  a consumer can also send one there at once with :meth:`Bus.dead_letter`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What a publisher sends."""
+
+    data: bytes
+    attributes: dict[str, str] = field(default_factory=dict)
+    ordering_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A delivered message, with what the bus knows of it."""
+
+    ack_id: str
+    message_id: str
+    data: bytes
+    attributes: dict[str, str]
+    ordering_key: str
+    publish_time: datetime
+    delivery_attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class BusStats:
+    """The state of a subscription, for ``stream status``."""
+
+    backlog: int
+    leased: int
+    oldest_unacked_seconds: float | None
+    dead_letters: int
+
+
+class Bus(Protocol):
+    """One topic and its subscription, plus the dead-letter topic."""
+
+    def setup(self) -> None:
+        """Create the topic, the subscription and the dead-letter topic if missing."""
+
+    def publish(self, messages: Sequence[Message]) -> list[str]:
+        """Publish, in order; returns the message ids once every message is durable."""
+
+    def pull(self, max_messages: int) -> list[Received]:
+        """Lease up to ``max_messages`` deliverable messages (none if there are none)."""
+
+    def ack(self, ack_ids: Sequence[str]) -> int:
+        """Acknowledge deliveries; returns how many were still current."""
+
+    def nack(self, ack_ids: Sequence[str]) -> None:
+        """Give deliveries back for immediate redelivery."""
+
+    def dead_letter(self, received: Received, reason: str) -> None:
+        """Send a delivery to the dead-letter topic with ``reason``, and ack it."""
+
+    def stats(self) -> BusStats:
+        """Backlog, leases, age of the oldest unacked message, dead letters."""
+
+    def close(self) -> None:
+        """Release connections."""

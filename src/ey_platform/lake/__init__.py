@@ -1,0 +1,1 @@
+"""The raw lake: date-partitioned JSONL objects, written once, never modified."""

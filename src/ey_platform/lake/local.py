@@ -1,0 +1,90 @@
+"""The lake on the local file system.
+
+Writes go to a hidden temporary file in the target folder, are flushed to disk, then
+published with ``link(2)``, which fails if the name exists: an object can never be
+overwritten, even by two writers racing. Published files are made read-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+from ey_platform.errors import LakeError
+from ey_platform.lake.base import LakeObject
+
+
+class LocalWriter:
+    def __init__(self, root: Path, key: str) -> None:
+        self.key = key
+        self.path = root / key
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
+        self._file = self.tmp.open("xb")
+        self._sha = hashlib.sha256()
+        self._records = 0
+        self._size = 0
+
+    def write(self, data: bytes, records: int) -> None:
+        self._file.write(data)
+        self._sha.update(data)
+        self._records += records
+        self._size += len(data)
+
+    def commit(self) -> LakeObject:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        try:
+            os.link(self.tmp, self.path)
+        except FileExistsError:
+            raise LakeError(f"{self.path} exists: lake objects are written once") from None
+        finally:
+            self.tmp.unlink(missing_ok=True)
+        self.path.chmod(0o444)
+        _fsync_dir(self.path.parent)
+        return LakeObject(
+            self.key, str(self.path), self._records, self._size, self._sha.hexdigest()
+        )
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalLake:
+    """Lake objects as files under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def create(self, key: str) -> LocalWriter:
+        return LocalWriter(self.root, key)
+
+    def read(self, key: str) -> bytes:
+        try:
+            return (self.root / key).read_bytes()
+        except FileNotFoundError:
+            raise LakeError(f"no lake object {key} under {self.root}") from None
+
+    def list(self, prefix: str) -> list[str]:
+        folder = self.root / prefix
+        base = folder if prefix.endswith("/") else folder.parent
+        if not base.is_dir():
+            return []
+        keys = (p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
+        return sorted(k for k in keys if k.startswith(prefix) and not Path(k).name.startswith("."))
+
+    def uri(self, key: str) -> str:
+        return str(self.root / key)

@@ -1,0 +1,438 @@
+"""Streaming: the cart poller publishes events, the consumer lands them exactly once.
+
+Poller: each poll fetches every cart, compares its content hash with what was last
+published for it (:mod:`.poller_state`), and publishes ``cart_created``,
+``cart_updated`` and, for carts that vanished, ``cart_deleted``. The state of a cart
+moves on only after the bus confirms the publish.
+
+Consumer: pulls a batch, validates it, inserts the valid events into the warehouse
+skipping event ids it already holds (in the same transaction), commits, then acks.
+A crash before the commit redelivers the batch; a crash after it redelivers events
+the warehouse skips. Messages that cannot be parsed or validated go to the dead-letter
+topic with the reason, so nothing is redelivered forever.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from ey_platform.bus.base import Bus, Message, Received
+from ey_platform.errors import PlatformError
+from ey_platform.lake.base import Lake, quarantine_key
+from ey_platform.models import EVENT_SCHEMA_VERSION, event_adapter
+from ey_platform.pipelines.extract import ExtractCounts, extract
+from ey_platform.pipelines.poller_state import Known, PollerState, PollRecord
+from ey_platform.source.client import FakeStoreClient
+from ey_platform.validation import Rejected
+from ey_platform.warehouse.base import EventRows, EventSink
+
+log = logging.getLogger("ey_platform.stream")
+
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def content_hash(cart_json: bytes) -> str:
+    return hashlib.blake2b(cart_json, digest_size=16).hexdigest()
+
+
+def event_id(cart_id: int, version: int, event_type: str, digest: str | None) -> str:
+    """Deterministic: the same change of the same cart always has the same id, and two
+    changes never share one (the version grows with every change)."""
+    key = f"{cart_id}:{version}:{event_type}:{digest or '-'}".encode()
+    return hashlib.blake2b(key, digest_size=16).hexdigest()
+
+
+@dataclass
+class PollResult:
+    poll_id: str
+    fetched: int = 0
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    seconds: float = 0.0
+
+    @property
+    def published(self) -> int:
+        return self.created + self.updated + self.deleted
+
+
+class CartPoller:
+    """Turns the carts the API holds into events, once per change."""
+
+    def __init__(
+        self,
+        client: FakeStoreClient,
+        bus: Bus,
+        state: PollerState,
+        lake: Lake,
+        clock: Clock = _utc_now,
+    ) -> None:
+        self.client, self.bus, self.state, self.lake, self.clock = client, bus, state, lake, clock
+
+    def poll_once(self) -> PollResult:
+        started = time.perf_counter()
+        extracted_at = self.clock()
+        result = PollResult(f"{extracted_at:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}")
+        record = PollRecord(result.poll_id, extracted_at.timestamp())
+        self.state.record_poll(record)
+        try:
+            self._poll(result, extracted_at)
+        except BaseException as exc:
+            record.status, record.error = "failed", str(exc) or type(exc).__name__
+            record.finished_at = time.time()
+            self.state.record_poll(record)
+            raise
+        result.seconds = time.perf_counter() - started
+        record.status, record.finished_at = "succeeded", time.time()
+        for name in ("fetched", "created", "updated", "deleted", "quarantined"):
+            setattr(record, name, getattr(result, name))
+        self.state.record_poll(record)
+        log.info(
+            "stream.poll",
+            extra={
+                "poll_id": result.poll_id,
+                "fetched": result.fetched,
+                "carts_created": result.created,
+                "carts_updated": result.updated,
+                "carts_deleted": result.deleted,
+                "quarantined": result.quarantined,
+                "seconds": result.seconds,
+            },
+        )
+        return result
+
+    def _poll(self, result: PollResult, extracted_at: datetime) -> None:
+        known = self.state.load()
+        seen: set[int] = set()
+        counts = ExtractCounts("carts")
+        rejects: list[Rejected] = []
+        for batch in extract(self.client, "carts", counts):
+            rejects += batch.rejected
+            seen.update(cart["id"] for cart in batch.valid)
+            self._publish(self._changes(batch.valid, known, result, extracted_at))
+        result.fetched, result.quarantined = counts.extracted, counts.rejected
+        if rejects:
+            self._quarantine(rejects, extracted_at, result.poll_id)
+        # Only a complete fetch can tell that a cart is gone.
+        gone = [cid for cid, k in known.items() if k.content_hash is not None and cid not in seen]
+        self._publish(self._deletions(gone, known, result, extracted_at))
+
+    def _changes(
+        self,
+        carts: list[dict[str, Any]],
+        known: dict[int, Known],
+        result: PollResult,
+        extracted_at: datetime,
+    ) -> list[_Event]:
+        events = []
+        for cart in carts:
+            cart_json = orjson.dumps(cart)
+            digest = content_hash(cart_json)
+            before = known.get(cart["id"])
+            if before is not None and before.content_hash == digest:
+                result.unchanged += 1
+                continue
+            is_new = before is None or before.content_hash is None
+            kind = "cart_created" if is_new else "cart_updated"
+            setattr(result, kind[5:], getattr(result, kind[5:]) + 1)
+            version = 1 if before is None else before.version + 1
+            events.append(_Event(cart["id"], version, kind, digest, cart_json, extracted_at))
+        return events
+
+    @staticmethod
+    def _deletions(
+        gone: list[int], known: dict[int, Known], result: PollResult, extracted_at: datetime
+    ) -> list[_Event]:
+        result.deleted = len(gone)
+        return [
+            _Event(cid, known[cid].version + 1, "cart_deleted", None, None, extracted_at)
+            for cid in gone
+        ]
+
+    def _publish(self, events: list[_Event], chunk: int = 20_000) -> None:
+        for start in range(0, len(events), chunk):
+            part = events[start : start + chunk]
+            published_at = self.clock()
+            self.bus.publish([e.message(published_at) for e in part])
+            self.state.save((e.cart_id, e.digest, e.version) for e in part)
+
+    def _quarantine(self, rejects: list[Rejected], when: datetime, poll_id: str) -> None:
+        writer = self.lake.create(quarantine_key("carts", when.date(), poll_id))
+        try:
+            writer.write(
+                b"".join(
+                    orjson.dumps(
+                        {"reason": r.reason, "record": r.record}, option=orjson.OPT_APPEND_NEWLINE
+                    )
+                    for r in rejects
+                ),
+                len(rejects),
+            )
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    cart_id: int
+    version: int
+    kind: str
+    digest: str | None
+    cart_json: bytes | None
+    extracted_at: datetime
+
+    def message(self, published_at: datetime) -> Message:
+        eid = event_id(self.cart_id, self.version, self.kind, self.digest)
+        head = orjson.dumps(
+            {
+                "schema_version": EVENT_SCHEMA_VERSION,
+                "event_id": eid,
+                "event_type": self.kind,
+                "cart_id": self.cart_id,
+                "cart_version": self.version,
+                "content_hash": self.digest,
+                "extracted_at": self.extracted_at,
+                "published_at": published_at,
+            }
+        )
+        data = head[:-1] + b',"cart":' + (self.cart_json or b"null") + b"}"
+        attributes = {
+            "event_id": eid,
+            "event_type": self.kind,
+            "cart_id": str(self.cart_id),
+            "schema_version": str(EVENT_SCHEMA_VERSION),
+        }
+        return Message(data, attributes, ordering_key=str(self.cart_id))
+
+
+# -- the consumer --------------------------------------------------------------------
+
+
+@dataclass
+class ConsumeResult:
+    pulled: int = 0
+    loaded: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class _Checked:
+    valid: list[tuple[Received, dict[str, Any]]] = field(default_factory=list)
+    invalid: list[tuple[Received, str]] = field(default_factory=list)
+
+
+_EVENTS = event_adapter()
+
+
+def check_events(messages: list[Received]) -> _Checked:
+    """Validate a pulled batch in one call; on any failure, message by message to name
+    the bad ones."""
+    text = b"[" + b",".join(m.data for m in messages) + b"]"
+    try:
+        _EVENTS.validate_json(text)
+        events = orjson.loads(text)
+        checked = _Checked(list(zip(messages, events, strict=True)))
+    except (ValidationError, ValueError):
+        checked = _Checked()
+        for message in messages:
+            reason = _problem(message.data)
+            if reason is None:
+                checked.valid.append((message, orjson.loads(message.data)))
+            else:
+                checked.invalid.append((message, reason))
+    return _consistent(checked)
+
+
+def _problem(data: bytes) -> str | None:
+    try:
+        _EVENTS.validate_json(b"[" + data + b"]")
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"][1:]) or "message"
+        return f"{where}: {err['msg']}"
+    return None
+
+
+def _consistent(checked: _Checked) -> _Checked:
+    """A deletion carries no cart; a creation or an update carries one."""
+    kept = []
+    for message, event in checked.valid:
+        if (event["event_type"] == "cart_deleted") != (event["cart"] is None):
+            checked.invalid.append(
+                (message, f"{event['event_type']} with cart={event['cart']!r:.40}")
+            )
+        else:
+            kept.append((message, event))
+    checked.valid = kept
+    return checked
+
+
+class CartConsumer:
+    """Pulls cart events and lands them in ``bq_raw.carts_events`` exactly once."""
+
+    def __init__(self, bus: Bus, sink: EventSink, batch_size: int = 5000) -> None:
+        self.bus, self.sink, self.batch_size = bus, sink, batch_size
+        self.stopping = False
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then return from :meth:`run`."""
+        self.stopping = True
+
+    def run(self, *, drain: bool = False, idle_sleep: float = 0.5) -> ConsumeResult:
+        """Consume until :meth:`stop`, or with ``drain`` until the subscription is empty."""
+        result = ConsumeResult()
+        started = time.perf_counter()
+        while not self.stopping:
+            if not self.consume_batch(result):
+                self.sink.release()
+                if drain:
+                    break
+                time.sleep(idle_sleep)
+        self.sink.release()
+        result.seconds = time.perf_counter() - started
+        log.info(
+            "stream.consume",
+            extra={
+                "pulled": result.pulled,
+                "loaded": result.loaded,
+                "duplicates": result.duplicates,
+                "dead_lettered": result.dead_lettered,
+                "seconds": result.seconds,
+            },
+        )
+        return result
+
+    def consume_batch(self, result: ConsumeResult) -> bool:
+        """One pull, land, ack. False when there was nothing to pull."""
+        messages = self.bus.pull(self.batch_size)
+        if not messages:
+            return False
+        checked = check_events(messages)
+        for message, reason in checked.invalid:
+            self.bus.dead_letter(message, reason)
+            log.warning(
+                "stream.dead_letter", extra={"message_id": message.message_id, "reason": reason}
+            )
+        inserted = self.sink.write(_rows(checked.valid)) if checked.valid else 0
+        self.bus.ack([m.ack_id for m, _ in checked.valid])
+        result.pulled += len(messages)
+        result.loaded += inserted
+        result.duplicates += len(checked.valid) - inserted
+        result.dead_lettered += len(checked.invalid)
+        result.batches += 1
+        return True
+
+
+def _rows(valid: list[tuple[Received, dict[str, Any]]]) -> EventRows:
+    return EventRows(
+        data=[m.data for m, _ in valid],
+        message_ids=[m.message_id for m, _ in valid],
+        publish_times=[m.publish_time for m, _ in valid],
+    )
+
+
+# -- running them ---------------------------------------------------------------------
+
+
+class Stopper:
+    """Set by SIGINT/SIGTERM: loops finish what they hold, then return."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.consumers: list[CartConsumer] = []
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        log.info("stream.stopping", extra={"signal": signal.Signals(signum).name})
+        self.stop()
+
+    def stop(self) -> None:
+        self.event.set()
+        for consumer in self.consumers:
+            consumer.stop()
+
+
+def poll_every(poller: CartPoller, interval: float, stopper: Stopper, *, once: bool = False) -> int:
+    """Poll now and then every ``interval`` seconds until stopped; returns polls done.
+    A failed poll is logged and retried at the next tick (the state is untouched)."""
+    polls = 0
+    while not stopper.event.is_set():
+        started = time.monotonic()
+        try:
+            poller.poll_once()
+            polls += 1
+        except PlatformError as exc:
+            if once:
+                raise
+            log.error("stream.poll_failed", extra={"error": str(exc)})
+        if once:
+            break
+        stopper.event.wait(max(0.0, interval - (time.monotonic() - started)))
+    return polls
+
+
+def run_both(
+    poller: CartPoller, consumer: CartConsumer, interval: float, stopper: Stopper
+) -> ConsumeResult:
+    """The poller in a thread, the consumer in this one, until stopped."""
+    stopper.consumers.append(consumer)
+    thread = threading.Thread(
+        target=poll_every, args=(poller, interval, stopper), name="poller", daemon=True
+    )
+    thread.start()
+    try:
+        return consumer.run()
+    finally:
+        stopper.stop()
+        thread.join()
+
+
+def stream_status(bus: Bus, state: PollerState, warehouse: Any) -> dict[str, str]:
+    """What an operator wants to see at a glance."""
+    stats = bus.stats()
+    last = state.last_poll()
+    (recent,) = warehouse.query(
+        "SELECT count(*) FROM bq_raw.carts_events WHERE _loaded_at > now() - INTERVAL 5 MINUTE"
+    )[0]
+    oldest = stats.oldest_unacked_seconds
+    facts = {
+        "backlog (unacked)": f"{stats.backlog:,}",
+        "leased now": f"{stats.leased:,}",
+        "oldest unacked": "-" if oldest is None else f"{oldest:,.1f}s",
+        "dead letters": f"{stats.dead_letters:,}",
+        "throughput, last 5 min": f"{recent / 300:,.1f} events/s",
+    }
+    if last is not None:
+        when = datetime.fromtimestamp(last.started_at, UTC)
+        facts["last poll"] = (
+            f"{when:%Y-%m-%d %H:%M:%S}Z {last.status}: {last.fetched:,} carts, "
+            f"+{last.created} ~{last.updated} -{last.deleted}"
+            + (f" ({last.error})" if last.error else "")
+        )
+    return facts

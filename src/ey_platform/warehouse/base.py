@@ -1,0 +1,107 @@
+"""The warehouse interface. Backends: :mod:`.duckdb` (local), :mod:`.bigquery`.
+
+Raw tables (``products``, ``users``) hold the record as received in ``_raw`` (JSON,
+lossless: unknown fields included), its ``id``, and the metadata columns
+``_ingestion_date``, ``_extracted_at``, ``_loaded_at``, ``_source_file``, ``_run_id``
+and ``_record_hash``. A load replaces one ingestion date in one transaction, so a day
+re-run any number of times leaves the table as one run would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Protocol
+
+from ey_platform.lake.base import LakeObject
+
+
+@dataclass(frozen=True, slots=True)
+class LoadMeta:
+    """Who loads what: stamped on every loaded row."""
+
+    entity: str
+    day: date
+    run_id: str
+    extracted_at: datetime
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """One row of ``bq_raw._pipeline_runs``: a run of a job for one entity."""
+
+    run_id: str
+    job: str
+    entity: str
+    day: date
+    started_at: datetime
+    source: str
+    status: str = "running"
+    finished_at: datetime | None = None
+    extracted: int | None = None
+    valid: int | None = None
+    quarantined: int | None = None
+    landed: int | None = None
+    loaded: int | None = None
+    content_sha256: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRows:
+    """A batch of validated cart events: each message's JSON text and bus metadata."""
+
+    data: list[bytes]
+    message_ids: list[str]
+    publish_times: list[datetime]
+
+
+class EventSink(Protocol):
+    """Where the consumer lands cart events, once per event id."""
+
+    def write(self, rows: EventRows) -> int:
+        """Insert the events whose ids are not stored yet, in one transaction; returns
+        how many were inserted. Durable when it returns."""
+
+    def release(self) -> None:
+        """Let go of any held connection (the consumer is idle)."""
+
+
+class PartitionLoad(Protocol):
+    """Loads one ingestion date of one raw table, part by part, then swaps it in."""
+
+    def add(self, part: LakeObject) -> None:
+        """Stage a landed part (may load in the background)."""
+
+    def add_rejects(self, rejects: LakeObject) -> None:
+        """Stage the run's quarantine file."""
+
+    def commit(self) -> int:
+        """Replace the date's rows (and its quarantine) with what was staged, in one
+        transaction; returns the rows loaded. Raises ``ReconciliationError`` and changes
+        nothing if the rows do not match the records of the parts."""
+
+    def abort(self) -> None:
+        """Drop what was staged; the table is untouched."""
+
+
+class Warehouse(Protocol):
+    """Where raw data lands and the marts are built."""
+
+    def setup(self) -> None:
+        """Create the datasets and raw tables if they do not exist."""
+
+    def begin_load(self, meta: LoadMeta) -> PartitionLoad:
+        """Start replacing ``meta.day`` of the raw table of ``meta.entity``."""
+
+    def partition_runs(self, entity: str, day: date) -> set[str]:
+        """The run ids whose rows the date's partition holds now."""
+
+    def event_sink(self) -> EventSink:
+        """The sink of ``bq_raw.carts_events``."""
+
+    def record_run(self, run: RunRecord) -> None:
+        """Insert or update the run's row in ``_pipeline_runs``."""
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run a read-only query (in the backend's dialect) and return its rows."""

@@ -1,0 +1,421 @@
+"""The warehouse in one DuckDB file, schemas named after the BigQuery datasets.
+
+DuckDB lets one process write a file at a time. Connections are therefore short (one
+per operation) and opening one retries with backoff while another process holds the
+file, up to ``lock_timeout`` seconds, so a long-running consumer and a batch load can
+take turns.
+
+A load is one transaction that replaces an ingestion date: see
+:class:`DuckDBPartitionLoad`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ey_platform.errors import ReconciliationError, WarehouseError
+from ey_platform.lake.base import LakeObject
+from ey_platform.warehouse.base import EventRows, LoadMeta, RunRecord
+
+log = logging.getLogger(__name__)
+
+RAW_ENTITIES = ("products", "users")
+_RUN_COLUMNS = [
+    "run_id",
+    "job",
+    "entity",
+    "day",
+    "started_at",
+    "source",
+    "status",
+    "finished_at",
+    "extracted",
+    "valid",
+    "quarantined",
+    "landed",
+    "loaded",
+    "content_sha256",
+    "error",
+]
+
+
+def _ddl(raw: str, analytics: str) -> list[str]:
+    tables = [
+        f"""CREATE TABLE IF NOT EXISTS {raw}.{entity} (
+            -- zstd: 25% faster to load than DuckDB's own choice, and 40% smaller
+            _raw JSON NOT NULL USING COMPRESSION zstd,
+            _ingestion_date DATE NOT NULL,
+            _extracted_at TIMESTAMPTZ NOT NULL,
+            _loaded_at TIMESTAMPTZ NOT NULL,
+            _source_file VARCHAR NOT NULL,
+            _run_id VARCHAR NOT NULL,
+            -- computed when read, always true to _raw: at load time they cost 40% of it
+            _record_hash VARCHAR GENERATED ALWAYS AS (md5(_raw)),
+            id BIGINT GENERATED ALWAYS AS (CAST(json_extract_string(_raw, '$.id') AS BIGINT)))"""
+        for entity in RAW_ENTITIES
+    ]
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {raw}",
+        f"CREATE SCHEMA IF NOT EXISTS {analytics}",
+        *tables,
+        f"""CREATE TABLE IF NOT EXISTS {raw}.carts_events (
+            event_id VARCHAR PRIMARY KEY,
+            event_type VARCHAR NOT NULL,
+            schema_version INTEGER NOT NULL,
+            cart_id BIGINT NOT NULL,
+            cart_version BIGINT NOT NULL,
+            content_hash VARCHAR,
+            cart JSON USING COMPRESSION zstd,
+            extracted_at TIMESTAMPTZ NOT NULL,
+            published_at TIMESTAMPTZ NOT NULL,
+            _bus_message_id VARCHAR NOT NULL,
+            _bus_publish_time TIMESTAMPTZ NOT NULL,
+            _loaded_at TIMESTAMPTZ NOT NULL,
+            _event_date DATE NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS {raw}._quarantine (
+            entity VARCHAR NOT NULL,
+            _ingestion_date DATE NOT NULL,
+            _run_id VARCHAR NOT NULL,
+            reason VARCHAR NOT NULL,
+            record JSON,
+            _source_file VARCHAR NOT NULL,
+            _loaded_at TIMESTAMPTZ NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS {raw}._pipeline_runs (
+            run_id VARCHAR NOT NULL,
+            job VARCHAR NOT NULL,
+            entity VARCHAR NOT NULL,
+            ingestion_date DATE,
+            started_at TIMESTAMPTZ NOT NULL,
+            source VARCHAR,
+            status VARCHAR NOT NULL,
+            finished_at TIMESTAMPTZ,
+            extracted BIGINT,
+            valid BIGINT,
+            quarantined BIGINT,
+            landed BIGINT,
+            loaded BIGINT,
+            content_sha256 VARCHAR,
+            error VARCHAR)""",
+    ]
+
+
+_LOADED_COLUMNS = (
+    "_raw",
+    "_ingestion_date",
+    "_extracted_at",
+    "_loaded_at",
+    "_source_file",
+    "_run_id",
+)
+# A landed part, one JSON record per line, read as one text column. Every line is a
+# record that passed validation, and JSON text holds no raw control byte, so \x01
+# can never be a delimiter; this skips the JSON parse of read_json_objects (30% of
+# the load) without storing anything that is not valid JSON.
+_LINES = r"""read_csv(?, columns = {'j': 'VARCHAR'}, delim = '\x01', quote = '', escape = '',
+             header = false, new_line = '\n', auto_detect = false) AS t"""
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    return "lock" in str(exc).lower()
+
+
+class DuckDBWarehouse:
+    """The local warehouse: one DuckDB file."""
+
+    def __init__(
+        self,
+        path: Path,
+        raw: str = "bq_raw",
+        analytics: str = "bq_analytics",
+        lock_timeout: float = 60.0,
+    ) -> None:
+        self.path = path
+        self.raw = raw
+        self.analytics = analytics
+        self.lock_timeout = lock_timeout
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection, waiting with backoff while another process
+        holds the file."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.05
+        while True:
+            try:
+                con = duckdb.connect(str(self.path))
+                break
+            except duckdb.IOException as exc:
+                if not _is_lock_error(exc) or time.monotonic() + delay > deadline:
+                    raise WarehouseError(
+                        f"DuckDB file {self.path} is busy for more than "
+                        f"{self.lock_timeout:g}s: {exc}"
+                    ) from None
+                time.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 2.0)
+        try:
+            con.execute("SET enable_progress_bar = false")
+            yield con
+        finally:
+            con.close()
+
+    def setup(self) -> None:
+        with self.connect() as con:
+            for statement in _ddl(self.raw, self.analytics):
+                con.execute(statement)
+
+    def begin_load(self, meta: LoadMeta) -> DuckDBPartitionLoad:
+        return DuckDBPartitionLoad(self, meta)
+
+    def event_sink(self, hold_seconds: float = 2.0) -> DuckDBEventSink:
+        return DuckDBEventSink(self, hold_seconds)
+
+    def partition_runs(self, entity: str, day: date) -> set[str]:
+        rows = self.query(
+            f"SELECT DISTINCT _run_id FROM {self.raw}.{entity} WHERE _ingestion_date = ?", [day]
+        )
+        return {r[0] for r in rows}
+
+    def record_run(self, run: RunRecord) -> None:
+        values = asdict(run)
+        with self.connect() as con:
+            con.execute("BEGIN")
+            con.execute(
+                f"DELETE FROM {self.raw}._pipeline_runs WHERE run_id = ? AND entity = ?",
+                [run.run_id, run.entity],
+            )
+            marks = ", ".join("?" * len(_RUN_COLUMNS))
+            con.execute(
+                f"INSERT INTO {self.raw}._pipeline_runs VALUES ({marks})",
+                [values[c] for c in _RUN_COLUMNS],
+            )
+            con.execute("COMMIT")
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self.connect() as con:
+            return con.execute(sql, params or []).fetchall()
+
+
+class _Aborted(Exception):
+    pass
+
+
+@contextmanager
+def _loading(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Settings for a load that runs beside the extraction: one thread, so that it
+    does not fight the validating processes for the cores (measured 10% faster end to
+    end), and no ordering work on raw rows. Both are database-wide in DuckDB, so they
+    are reset afterwards."""
+    con.execute("SET threads = 1")
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        con.execute("RESET threads")
+        con.execute("RESET preserve_insertion_order")
+
+
+class DuckDBPartitionLoad:
+    """One transaction, owned by a worker thread from the first part to the commit.
+
+    The worker deletes the date's rows and inserts each part as soon as it is landed
+    (DuckDB releases the GIL, so this overlaps the extraction of the next part); other
+    readers see the old rows until the commit. It holds the file from the first part
+    to the commit, which for a daily batch is the length of one extraction.
+    """
+
+    def __init__(self, warehouse: DuckDBWarehouse, meta: LoadMeta) -> None:
+        self.wh = warehouse
+        self.meta = meta
+        self.expected = 0
+        self.rejects: LakeObject | None = None
+        self._inbox: queue.Queue[LakeObject | str] = queue.Queue()
+        self._outcome: queue.Queue[int | BaseException] = queue.Queue(maxsize=1)
+        self._finished = False
+        self._worker = threading.Thread(target=self._work, name="duckdb-load", daemon=True)
+        self._worker.start()
+
+    def add(self, part: LakeObject) -> None:
+        self.expected += part.records
+        self._inbox.put(part)
+
+    def add_rejects(self, rejects: LakeObject) -> None:
+        self.rejects = rejects
+
+    def commit(self) -> int:
+        outcome = self._finish("commit")
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def abort(self) -> None:
+        if not self._finished:
+            self._finish("abort")
+
+    def _finish(self, command: str) -> int | BaseException:
+        self._finished = True
+        self._inbox.put(command)
+        outcome = self._outcome.get()
+        self._worker.join()
+        return outcome
+
+    def _work(self) -> None:
+        item = self._inbox.get()
+        try:
+            outcome: int | BaseException = 0 if item == "abort" else self._transaction(item)
+        except _Aborted:
+            outcome = 0
+        except BaseException as exc:  # handed to commit()
+            outcome = exc
+        self._outcome.put(outcome)
+
+    def _transaction(self, item: LakeObject | str) -> int:
+        raw, m = self.wh.raw, self.meta
+        with self.wh.connect() as con, _loading(con):
+            con.execute("BEGIN")
+            try:
+                con.execute(f"DELETE FROM {raw}.{m.entity} WHERE _ingestion_date = ?", [m.day])
+                while isinstance(item, LakeObject):
+                    started = time.perf_counter()
+                    self._insert(con, item)
+                    log.debug(
+                        "duckdb.insert",
+                        extra={
+                            "part": item.key,
+                            "rows": item.records,
+                            "seconds": time.perf_counter() - started,
+                        },
+                    )
+                    item = self._inbox.get()
+                if item == "abort":
+                    raise _Aborted
+                started = time.perf_counter()
+                loaded = self._reconcile(con)
+                self._swap_quarantine(con)
+                con.execute("COMMIT")
+                log.debug(
+                    "duckdb.commit",
+                    extra={"rows": loaded, "seconds": time.perf_counter() - started},
+                )
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return loaded
+
+    def _insert(self, con: duckdb.DuckDBPyConnection, part: LakeObject) -> None:
+        m = self.meta
+        con.execute(
+            f"""INSERT INTO {self.wh.raw}.{m.entity} ({", ".join(_LOADED_COLUMNS)})
+                SELECT j, ?, ?, now(), ?, ? FROM {_LINES}""",
+            [m.day, m.extracted_at, part.uri, m.run_id, part.uri],
+        )
+
+    def _reconcile(self, con: duckdb.DuckDBPyConnection) -> int:
+        m = self.meta
+        row = con.execute(
+            f"SELECT count(*) FROM {self.wh.raw}.{m.entity} WHERE _ingestion_date = ?", [m.day]
+        ).fetchone()
+        loaded = int(row[0]) if row else 0
+        if loaded != self.expected:
+            raise ReconciliationError(
+                f"{m.entity} {m.day}: landed {self.expected} records, loaded {loaded}; "
+                "nothing changed"
+            )
+        return loaded
+
+    def _swap_quarantine(self, con: duckdb.DuckDBPyConnection) -> None:
+        raw, m = self.wh.raw, self.meta
+        con.execute(
+            f"DELETE FROM {raw}._quarantine WHERE entity = ? AND _ingestion_date = ?",
+            [m.entity, m.day],
+        )
+        if self.rejects is None or not self.rejects.records:
+            return
+        con.execute(
+            f"""INSERT INTO {raw}._quarantine
+                SELECT ?, ?, ?, json_extract_string(j, '$.reason'), json_extract(j, '$.record'),
+                       ?, now()
+                FROM read_json_objects(?, format = 'newline_delimited') AS t(j)""",
+            [m.entity, m.day, m.run_id, self.rejects.uri, self.rejects.uri],
+        )
+
+
+class DuckDBEventSink:
+    """Inserts event batches through Arrow, skipping stored ids (``INSERT OR IGNORE`` on
+    the primary key, in the same transaction). Keeps its connection for up to
+    ``hold_seconds`` between batches, then lets go so a batch load can take its turn."""
+
+    def __init__(self, warehouse: DuckDBWarehouse, hold_seconds: float) -> None:
+        self.wh = warehouse
+        self.hold_seconds = hold_seconds
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._opened = 0.0
+        self._session: Any = None
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            self._session = self.wh.connect()
+            self._con = self._session.__enter__()
+            self._opened = time.monotonic()
+        return self._con
+
+    def write(self, rows: EventRows) -> int:
+        import pyarrow as pa
+
+        batch = pa.table(
+            {
+                "data": pa.array([d.decode() for d in rows.data], pa.string()),
+                "message_id": pa.array(rows.message_ids, pa.string()),
+                "publish_time": pa.array(rows.publish_times, pa.timestamp("us", tz="UTC")),
+            }
+        )
+        con = self._connection()
+        con.register("incoming", batch)
+        try:
+            inserted = self._insert(con)
+        finally:
+            con.unregister("incoming")
+        if time.monotonic() - self._opened > self.hold_seconds:
+            self.release()
+        return inserted
+
+    def _insert(self, con: duckdb.DuckDBPyConnection) -> int:
+        con.execute("BEGIN")
+        try:
+            row = con.execute(
+                f"""INSERT OR IGNORE INTO {self.wh.raw}.carts_events
+                SELECT e->>'event_id', e->>'event_type', CAST(e->>'schema_version' AS INTEGER),
+                       CAST(e->>'cart_id' AS BIGINT), CAST(e->>'cart_version' AS BIGINT),
+                       e->>'content_hash',
+                       CASE WHEN e->>'event_type' = 'cart_deleted' THEN NULL ELSE e->'cart' END,
+                       CAST(e->>'extracted_at' AS TIMESTAMPTZ),
+                       CAST(e->>'published_at' AS TIMESTAMPTZ),
+                       message_id, publish_time, now(),
+                       CAST(CAST(e->>'published_at' AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS DATE)
+                FROM (SELECT CAST(data AS JSON) AS e, message_id, publish_time FROM incoming)
+                QUALIFY row_number() OVER (PARTITION BY e->>'event_id' ORDER BY message_id) = 1
+                """
+            ).fetchone()
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return int(row[0]) if row else 0
+
+    def release(self) -> None:
+        if self._session is not None:
+            self._session.__exit__(None, None, None)
+        self._con = None
+        self._session = None
