@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ey_platform import __version__
+from ey_platform.backends import make_lake, make_warehouse
 from ey_platform.errors import ConfigError, PlatformError
 from ey_platform.logs import setup_logging
 from ey_platform.models import ENTITIES, Entity
@@ -139,7 +140,6 @@ def _progress_bar() -> Iterator[Callable[[str, int], None]]:
 
 def run_batch(cfg: Settings, day: date, entities: list[Entity], from_lake: bool) -> list[Any]:
     """Run the batch under the job lock; returns the per-entity results."""
-    from ey_platform.backends import make_lake, make_warehouse
     from ey_platform.locks import job_lock
     from ey_platform.pipelines.batch import BatchPipeline
     from ey_platform.source.client import FakeStoreClient
@@ -213,7 +213,7 @@ def batch_cmd(
 @contextmanager
 def _stream_parts(cfg: Settings) -> Iterator[Any]:
     """Poller and consumer built from settings, closed afterwards."""
-    from ey_platform.backends import make_bus, make_lake, make_warehouse
+    from ey_platform.backends import make_bus
     from ey_platform.pipelines.poller_state import PollerState
     from ey_platform.pipelines.stream import CartConsumer, CartPoller
     from ey_platform.source.client import FakeStoreClient
@@ -346,15 +346,68 @@ def fakestore_serve(
     uvicorn.run(create_app(catalog, plan, live_rate), host=host, port=port, log_level="warning")
 
 
+@app.command("transform")
+def transform_cmd(
+    quiet: Annotated[bool, typer.Option("--quiet", help="Only dbt's errors.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Build the star schema: dbt build (staging, snapshot, marts, tests)."""
+    from ey_platform.transform import run_dbt
+
+    outcome = run_dbt(settings(data_dir=data_dir), "build", quiet=quiet)
+    console.print(
+        f"dbt build: {outcome.passed} nodes passed in {outcome.seconds:.1f}s", highlight=False
+    )
+
+
+@app.command("docs")
+def docs_cmd(data_dir: DataDir = None) -> None:
+    """Generate the dbt documentation site (lineage included) as static files."""
+    from ey_platform.transform import run_dbt
+
+    cfg = settings(data_dir=data_dir)
+    run_dbt(cfg, "docs", "generate", "--static", quiet=True)
+    site = cfg.data_dir.resolve() / "dbt" / "target" / "static_index.html"
+    console.print(f"documentation: {site}", highlight=False)
+
+
 @app.command("demo")
 def demo_cmd(api_url: ApiUrl = None, data_dir: DataDir = None) -> None:
     """Run the main job end to end on embedded defaults against the bundled server
-    (or --api-url) and print a summary."""
+    (or --api-url): batch, one poll, a drained consume, dbt build; print a summary."""
+    from ey_platform.pipelines.demo import summarize
+    from ey_platform.pipelines.stream import Stopper, poll_every
+    from ey_platform.source.client import FakeStoreClient
     from ey_platform.source.server import create_app, serve_in_thread
+    from ey_platform.transform import run_dbt
 
     with _api(api_url, create_app, serve_in_thread) as url:
         cfg = settings(api_url=url, data_dir=data_dir)
         _print_batch(run_batch(cfg, datetime.now(UTC).date(), ["products", "users"], False))
+        with _stream_parts(cfg) as (poller, consumer, *_):
+            poll_every(poller, 0, Stopper(), once=True)
+            consumer.run(drain=True)
+        run_dbt(cfg, "build", quiet=True)
+        with FakeStoreClient.from_settings(cfg) as client:
+            _print_summary(summarize(make_warehouse(cfg), client))
+
+
+def _print_summary(summary: Any) -> None:
+    layers = Table("layer", "table", "rows", title="Rows at every layer")
+    for layer, name, rows in summary.layers:
+        layers.add_row(layer, name, f"{rows:,}")
+    console.print(layers)
+    verdict = "[green]reconciled[/green]" if summary.reconciled else "[red]MISMATCH[/red]"
+    console.print(
+        f"Carts: {summary.source_carts:,} at the source = {summary.event_carts:,} "
+        f"in bq_raw.carts_events (latest, deletions applied) = "
+        f"{summary.fact_carts:,} in fact_orders: {verdict}"
+    )
+    revenue = Table("category", "items", "revenue", title="Revenue by category")
+    for category, amount, items in summary.revenue:
+        revenue.add_row(category, f"{items:,}", f"{amount:,.2f}")
+    revenue.add_row("[b]total[/b]", "", f"[b]{summary.total_revenue:,.2f}[/b]")
+    console.print(revenue)
 
 
 def _api(api_url: str | None, create_app: Any, serve_in_thread: Any) -> Any:

@@ -114,23 +114,36 @@ def batch_adapter(entity: Entity) -> TypeAdapter[list[Any]]:
 # -- the cart events on the bus ------------------------------------------------------
 
 EVENT_SCHEMA_VERSION: Final = 1
-EventType = Literal["cart_created", "cart_updated", "cart_deleted"]
 
 
-class CartEvent(TypedDict):
-    """One message on ``carts-events``. ``cart`` is the cart as the API sent it (null for
-    a deletion); ``event_id`` is derived from the cart id, its version and its content,
-    so a re-publish after a crash carries the same id."""
+Hex32 = Annotated[str, Field(min_length=32, max_length=32)]
 
+
+class _EventBase(TypedDict):
     schema_version: Literal[1]
-    event_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
-    event_type: EventType
+    event_id: Hex32
     cart_id: Annotated[int, Field(ge=1)]
     cart_version: Annotated[int, Field(ge=1)]
-    content_hash: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None
-    cart: Cart | None
     extracted_at: datetime
     published_at: datetime
+
+
+class CartChanged(_EventBase):
+    event_type: Literal["cart_created", "cart_updated"]
+    content_hash: Hex32
+    cart: Cart
+
+
+class CartDeleted(_EventBase):
+    event_type: Literal["cart_deleted"]
+    content_hash: None
+    cart: None
+
+
+CartEvent = Annotated[CartChanged | CartDeleted, Field(discriminator="event_type")]
+"""One message on ``carts-events``. ``cart`` is the cart as the API sent it, and null
+for a deletion; ``event_id`` is derived from the cart id, its version and its content,
+so a re-publish after a crash carries the same id."""
 
 
 def event_adapter() -> TypeAdapter[list[Any]]:

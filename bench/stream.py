@@ -1,0 +1,103 @@
+"""Streaming benchmarks, each in a child process: ``python -m bench.stream WAY ...``.
+
+- ``first-poll URL DIR N``: poller and consumer at once (two processes, as ``stream run``
+  would be deployed) until N events are committed; wall time end to end.
+- ``publish DIR N SYNC``: N single-message publishes, each durable before the next.
+- ``latency URL DIR SECONDS``: the live server, a 1-second poll and the consumer for
+  SECONDS; latency from bus publish to committed warehouse row, per event.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.harness import peak_rss_mb
+
+
+def _parts(url: str, data: Path) -> Any:
+    from ey_platform.bus.sqlite import SQLiteBus
+    from ey_platform.lake.local import LocalLake
+    from ey_platform.pipelines.poller_state import PollerState
+    from ey_platform.pipelines.stream import CartConsumer, CartPoller
+    from ey_platform.source.client import FakeStoreClient
+    from ey_platform.warehouse.duckdb import DuckDBWarehouse
+
+    bus = SQLiteBus(data / "bus.sqlite3")
+    bus.setup()
+    warehouse = DuckDBWarehouse(data / "warehouse.duckdb")
+    warehouse.setup()
+    poller = CartPoller(
+        FakeStoreClient(url), bus, PollerState(data / "state.sqlite3"), LocalLake(data / "lake")
+    )
+    return poller, CartConsumer(bus, warehouse.event_sink(), 5000), warehouse
+
+
+def first_poll(url: str, data: Path, n: int) -> dict[str, Any]:
+    _, consumer, _ = _parts(url, data)
+    start = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-m", "bench.stream", "poll-only", url, str(data)])
+    from ey_platform.pipelines.stream import ConsumeResult
+
+    result = ConsumeResult()
+    while result.loaded < n:
+        if not consumer.consume_batch(result):
+            time.sleep(0.05)
+    consumer.sink.release()
+    seconds = time.perf_counter() - start
+    child.wait()
+    return {"events": result.loaded, "seconds": seconds, "peak_rss_mb": peak_rss_mb()}
+
+
+def poll_only(url: str, data: Path) -> None:
+    poller, _, _ = _parts(url, data)
+    poller.poll_once()
+
+
+def publish(data: Path, n: int, sync: str) -> dict[str, Any]:
+    from ey_platform.bus.base import Message
+    from ey_platform.bus.sqlite import SQLiteBus
+
+    bus = SQLiteBus(data / f"bus-{sync}.sqlite3", sync=sync)  # type: ignore[arg-type]
+    bus.setup()
+    payload = b'{"event_id":"0123456789abcdef0123456789abcdef","cart":{"id":1}}'
+    start = time.perf_counter()
+    for i in range(n):
+        bus.publish([Message(payload, {"event_id": str(i)}, str(i % 100))])
+    seconds = time.perf_counter() - start
+    return {"messages": n, "seconds": seconds}
+
+
+def latency(url: str, data: Path, seconds: float) -> dict[str, Any]:
+    import threading
+
+    from ey_platform.pipelines.stream import Stopper, run_both
+
+    poller, consumer, warehouse = _parts(url, data)
+    stopper = Stopper()
+    threading.Timer(seconds, stopper.stop).start()
+    run_both(poller, consumer, 1.0, stopper)
+    ((p50, p99, worst, count),) = warehouse.query(
+        """SELECT quantile_cont(ms, 0.5), quantile_cont(ms, 0.99), max(ms), count(*) FROM (
+             SELECT epoch_ms(_loaded_at) - epoch_ms(_bus_publish_time) AS ms
+             FROM bq_raw.carts_events WHERE cart_version > 1 OR _loaded_at > (
+                SELECT min(_loaded_at) + INTERVAL 2 SECOND FROM bq_raw.carts_events))"""
+    )
+    return {"p50_ms": p50, "p99_ms": p99, "max_ms": worst, "events": count}
+
+
+if __name__ == "__main__":
+    way, *args = sys.argv[1:]
+    if way == "poll-only":
+        poll_only(args[0], Path(args[1]))
+        sys.exit(0)
+    out = {
+        "first-poll": lambda: first_poll(args[0], Path(args[1]), int(args[2])),
+        "publish": lambda: publish(Path(args[0]), int(args[1]), args[2]),
+        "latency": lambda: latency(args[0], Path(args[1]), float(args[2])),
+    }[way]()
+    print(json.dumps(out))

@@ -1,0 +1,67 @@
+{#-
+  One row per cart line, in the cart's latest state; deleted carts are left out.
+  Materialized as a table, rebuilt on every run: a cart update or deletion can touch
+  any past order date, and a rebuild is correct by construction. On BigQuery the table
+  is partitioned by order_date and clustered, so BI queries prune by date.
+-#}
+{{ config(
+    partition_by=partition_by_day('order_date'),
+    cluster_by=cluster_by(['user_key', 'product_key']),
+) }}
+
+with events as (
+
+    select * from {{ ref('stg_cart_events') }}
+
+),
+
+latest_state as (
+
+    select * from events
+    where true
+    qualify row_number() over (partition by cart_id order by cart_version desc) = 1
+
+),
+
+lines as (
+
+    select
+        carts.cart_id,
+        cast(line.position as {{ dbt.type_bigint() }}) as line_number,
+        carts.user_id,
+        carts.order_ts,
+        cast({{ json_string('line.element', 'productId') }} as {{ dbt.type_bigint() }}) as product_id,
+        cast({{ json_string('line.element', 'quantity') }} as {{ dbt.type_bigint() }}) as quantity
+    from latest_state as carts
+    {{ unnest_json_array('carts.lines', 'line') }}
+    where not carts.is_deletion
+
+),
+
+priced as (
+
+    select
+        lines.*,
+        products.product_key,
+        products.price as unit_price
+    from lines
+    left join {{ ref('dim_products') }} as products
+        on products.product_id = lines.product_id
+        and lines.order_ts >= products.valid_from
+        and lines.order_ts < products.valid_to
+
+)
+
+select
+    priced.cart_id,
+    priced.line_number,
+    users.user_key,
+    priced.product_key,
+    priced.order_ts,
+    cast(priced.order_ts as date) as order_date,
+    priced.quantity,
+    priced.unit_price,
+    cast(priced.quantity * priced.unit_price as {{ money_type() }}) as line_amount
+from priced
+left join {{ ref('dim_users') }} as users
+    on users.user_id = priced.user_id

@@ -1,0 +1,72 @@
+"""The main job end to end, and the summary a person reads at a glance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from ey_platform.source.client import FakeStoreClient
+from ey_platform.warehouse.base import Warehouse
+
+LAYERS = (
+    ("raw", "bq_raw.products"),
+    ("raw", "bq_raw.users"),
+    ("raw", "bq_raw.carts_events"),
+    ("staging", "bq_analytics.stg_products"),
+    ("staging", "bq_analytics.stg_users"),
+    ("staging", "bq_analytics.stg_cart_events"),
+    ("snapshot", "bq_analytics.products_snapshot"),
+    ("marts", "bq_analytics.dim_products"),
+    ("marts", "bq_analytics.dim_users"),
+    ("marts", "bq_analytics.fact_orders"),
+    ("marts", "bq_analytics.orders"),
+)
+
+_LIVE_CARTS = """
+SELECT count(*) FROM (
+    SELECT event_type, row_number() OVER (PARTITION BY cart_id ORDER BY cart_version DESC) AS rn
+    FROM bq_raw.carts_events) AS latest
+WHERE rn = 1 AND event_type <> 'cart_deleted'
+"""
+_REVENUE = """
+SELECT p.category, sum(f.line_amount), sum(f.quantity)
+FROM bq_analytics.fact_orders AS f
+JOIN bq_analytics.dim_products AS p ON p.product_key = f.product_key
+GROUP BY p.category ORDER BY p.category
+"""
+
+
+@dataclass
+class Summary:
+    layers: list[tuple[str, str, int]]
+    source_carts: int
+    event_carts: int
+    fact_carts: int
+    revenue: list[tuple[str, Decimal, int]]
+
+    @property
+    def reconciled(self) -> bool:
+        return self.source_carts == self.event_carts == self.fact_carts
+
+    @property
+    def total_revenue(self) -> Decimal:
+        return sum((r[1] for r in self.revenue), Decimal(0))
+
+
+def summarize(warehouse: Warehouse, client: FakeStoreClient) -> Summary:
+    """Counts at every layer, the cart reconciliation and revenue by category."""
+
+    def scalar(sql: str) -> Any:
+        return warehouse.query(sql)[0][0]
+
+    layers = [
+        (layer, table, int(scalar(f"SELECT count(*) FROM {table}"))) for layer, table in LAYERS
+    ]
+    return Summary(
+        layers=layers,
+        source_carts=len(client.collection("/carts")),
+        event_carts=int(scalar(_LIVE_CARTS)),
+        fact_carts=int(scalar("SELECT count(DISTINCT cart_id) FROM bq_analytics.fact_orders")),
+        revenue=[(c, Decimal(str(a)), int(q)) for c, a, q in warehouse.query(_REVENUE)],
+    )

@@ -1,0 +1,114 @@
+"""Transformation: the dbt project in ``dbt/``, run in-process through dbt's Python
+entry point (``dbtRunner``).
+
+The target follows the profile (``local``: dbt-duckdb on the warehouse file; ``gcp``:
+dbt-bigquery). dbt's own output goes to ``<data_dir>/dbt`` (``target/``, ``logs/``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ey_platform.errors import PlatformError
+from ey_platform.settings import Settings
+
+log = logging.getLogger("ey_platform.transform")
+
+DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt"
+
+
+class TransformError(PlatformError):
+    """dbt failed: the message lists the failing nodes."""
+
+
+@dataclass
+class DbtOutcome:
+    command: str
+    seconds: float
+    passed: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def dbt_environment(settings: Settings) -> dict[str, str]:
+    """What profiles.yml reads: the target and, locally, the warehouse file."""
+    env = {
+        "EYP_DBT_TARGET": "gcp" if settings.profile == "gcp" else "local",
+        "EYP_DUCKDB_PATH": str(settings.duckdb_path.resolve()),
+    }
+    if settings.gcp.project:
+        env["EYP_GCP__PROJECT"] = settings.gcp.project
+    env["EYP_WAREHOUSE__BIGQUERY_LOCATION"] = settings.warehouse.bigquery_location
+    return env
+
+
+def run_dbt(
+    settings: Settings, *args: str, quiet: bool = False, project: Path = DBT_PROJECT
+) -> DbtOutcome:
+    """Run one dbt command; raise :class:`TransformError` naming what failed. Retries
+    while another process holds the DuckDB file, up to the warehouse lock timeout."""
+    if not (project / "dbt_project.yml").exists():
+        raise TransformError(f"no dbt project at {project}")
+    os.environ.update(dbt_environment(settings))
+    work = settings.data_dir.resolve() / "dbt"
+    argv = [
+        *args,
+        "--project-dir",
+        str(project),
+        "--profiles-dir",
+        str(project),
+        "--target-path",
+        str(work / "target"),
+        "--log-path",
+        str(work / "logs"),
+    ]
+    if quiet:
+        argv.insert(0, "--quiet")
+    deadline = time.monotonic() + settings.warehouse.lock_timeout
+    while True:
+        outcome = _invoke(argv, args[0])
+        busy = any("lock" in f.lower() for f in outcome.failures)
+        if not busy or time.monotonic() > deadline:
+            break
+        log.warning("transform.busy", extra={"retry_in": 1.0})
+        time.sleep(1.0)
+    if outcome.failures:
+        raise TransformError(
+            f"dbt {args[0]} failed: "
+            + "; ".join(outcome.failures[:5])
+            + (f" (+{len(outcome.failures) - 5} more)" if len(outcome.failures) > 5 else "")
+        )
+    log.info(
+        "transform.done",
+        extra={"command": args[0], "passed": outcome.passed, "seconds": outcome.seconds},
+    )
+    return outcome
+
+
+def _invoke(argv: list[str], command: str) -> DbtOutcome:
+    from dbt.cli.main import dbtRunner
+
+    started = time.perf_counter()
+    result = dbtRunner().invoke(argv)
+    outcome = DbtOutcome(command, time.perf_counter() - started)
+    if result.exception is not None:
+        outcome.failures.append(f"{type(result.exception).__name__}: {result.exception}")
+        return outcome
+    for node in _results(result.result):
+        status = str(getattr(node, "status", "")).lower()
+        if status in {"error", "fail", "runtime error"}:
+            name = getattr(getattr(node, "node", None), "name", "?")
+            outcome.failures.append(f"{name}: {getattr(node, 'message', status)}")
+        else:
+            outcome.passed += 1
+    if not result.success and not outcome.failures:
+        outcome.failures.append("dbt reported a failure (see <data_dir>/dbt/logs/dbt.log)")
+    return outcome
+
+
+def _results(result: Any) -> list[Any]:
+    return list(getattr(result, "results", None) or [])
