@@ -2,7 +2,7 @@
 entry point (``dbtRunner``).
 
 The target follows the profile (``local``: dbt-duckdb on the warehouse file; ``gcp``:
-dbt-bigquery). dbt's own output goes to ``<data_dir>/dbt`` (``target/``, ``logs/``).
+dbt-bigquery). dbt's artifacts go to ``<data_dir>/dbt/target``.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ def run_dbt(
         raise TransformError(f"no dbt project at {project}")
     os.environ.update(dbt_environment(settings))
     work = settings.data_dir.resolve() / "dbt"
+    # No dbt.log: run in-process, dbt drops its file handler without closing it on
+    # every run. Its console output (or the error raised here) says what happened.
     argv = [
         *args,
         "--project-dir",
@@ -65,6 +67,8 @@ def run_dbt(
         str(work / "target"),
         "--log-path",
         str(work / "logs"),
+        "--log-level-file",
+        "none",
     ]
     if quiet:
         argv.insert(0, "--quiet")
@@ -106,7 +110,7 @@ def _invoke(argv: list[str], command: str) -> DbtOutcome:
         else:
             outcome.passed += 1
     if not result.success and not outcome.failures:
-        outcome.failures.append("dbt reported a failure (see <data_dir>/dbt/logs/dbt.log)")
+        outcome.failures.append("dbt reported a failure; run `ey-platform transform` to see it")
     return outcome
 
 

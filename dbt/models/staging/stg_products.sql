@@ -17,6 +17,7 @@ renamed as (
         cast({{ json_string('_raw', 'rating.rate') }} as numeric(4, 2)) as rating_rate,
         cast({{ json_string('_raw', 'rating.count') }} as {{ dbt.type_bigint() }}) as rating_count,
         _ingestion_date as ingestion_date,
+        _extracted_at as extracted_at,
         _loaded_at as loaded_at
     from source
 

@@ -1,0 +1,167 @@
+"""The star schema, built by dbt on a real DuckDB file from data the pipelines landed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from ey_platform.backends import make_bus, make_lake, make_warehouse
+from ey_platform.pipelines.batch import BatchPipeline
+from ey_platform.pipelines.poller_state import PollerState
+from ey_platform.pipelines.stream import CartConsumer, CartPoller
+from ey_platform.settings import Settings, load_settings
+from ey_platform.source.client import FakeStoreClient
+from ey_platform.source.data import Catalog
+from ey_platform.source.server import create_app, serve_in_thread
+from ey_platform.transform import TransformError, run_dbt
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Platform:
+    cfg: Settings
+    catalog: Catalog
+
+    def batch(self) -> None:
+        with FakeStoreClient(self.cfg.api_url) as client:
+            pipeline = BatchPipeline(make_lake(self.cfg), make_warehouse(self.cfg), client)
+            pipeline.run(["products", "users"], datetime.now(UTC).date())
+
+    def stream(self) -> None:
+        bus, wh = make_bus(self.cfg), make_warehouse(self.cfg)
+        bus.setup()
+        wh.setup()
+        state = PollerState(self.cfg.poller_state_path)
+        with FakeStoreClient(self.cfg.api_url) as client:
+            CartPoller(client, bus, state, make_lake(self.cfg)).poll_once()
+        CartConsumer(bus, wh.event_sink()).run(drain=True)
+        state.close()
+        bus.close()
+
+    def transform(self) -> None:
+        run_dbt(self.cfg, "build", quiet=True)
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return make_warehouse(self.cfg).query(sql)
+
+    def everything(self) -> None:
+        self.batch()
+        self.stream()
+        self.transform()
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    app = create_app(Catalog())
+    with serve_in_thread(app) as url:
+        yield Platform(
+            load_settings(api_url=url, data_dir=tmp_path / "data"), app.state.fakestore.catalog
+        )
+
+
+def _products(catalog: Catalog) -> dict[int, dict[str, Any]]:
+    return {pid: orjson.loads(row) for pid, row in catalog.products.rows.items()}
+
+
+def _carts(catalog: Catalog) -> dict[int, dict[str, Any]]:
+    return {cid: orjson.loads(row) for cid, row in catalog.carts.rows.items()}
+
+
+def test_one_row_per_cart_line_and_revenue_at_the_price_of_the_day(platform: Platform) -> None:
+    platform.everything()
+    products, carts = _products(platform.catalog), _carts(platform.catalog)
+    lines = [
+        (c["id"], n, line) for c in carts.values() for n, line in enumerate(c["products"], start=1)
+    ]
+    expected = sum(
+        Decimal(str(products[ln["productId"]]["price"])) * ln["quantity"] for _, _, ln in lines
+    )
+    facts = platform.rows(
+        "SELECT cart_id, line_number, quantity, unit_price, line_amount "
+        "FROM bq_analytics.fact_orders ORDER BY cart_id, line_number"
+    )
+    assert [(c, n) for c, n, *_ in facts] == [(c, n) for c, n, _ in lines]
+    assert sum(row[4] for row in facts) == expected
+    for (cart_id, number, line), row in zip(lines, facts, strict=True):
+        assert row[2] == line["quantity"]
+        assert row[3] == Decimal(str(products[line["productId"]]["price"]))
+    (orders,) = platform.rows("SELECT count(*), sum(order_total) FROM bq_analytics.orders")
+    assert orders == (len(carts), expected)
+
+
+def test_an_edited_cart_changes_its_lines_and_a_deleted_cart_leaves(platform: Platform) -> None:
+    platform.everything()
+    carts = platform.catalog.carts
+    edited = orjson.loads(carts.rows[3])
+    edited["products"] = [{"productId": 7, "quantity": 9}]
+    carts.put(edited)
+    carts.delete(5)
+    platform.stream()
+    platform.transform()
+    assert platform.rows(
+        "SELECT line_number, quantity FROM bq_analytics.fact_orders WHERE cart_id = 3"
+    ) == [(1, 9)]
+    assert platform.rows("SELECT count(*) FROM bq_analytics.fact_orders WHERE cart_id = 5") == [
+        (0,)
+    ]
+    assert platform.rows("SELECT count(DISTINCT cart_id) FROM bq_analytics.fact_orders") == [(6,)]
+
+
+def test_a_price_change_makes_a_new_version_and_old_orders_keep_their_price(
+    platform: Platform,
+) -> None:
+    platform.everything()
+    old_price = Decimal(str(_products(platform.catalog)[1]["price"]))
+    product = orjson.loads(platform.catalog.products.rows[1])
+    product["price"] = float(old_price) + 100
+    platform.catalog.products.put(product)
+    platform.batch()  # same day: the day is replaced with the new content
+    ordered = datetime.now(UTC) + timedelta(seconds=2)  # after the batch saw the new price
+    cart = {
+        "id": 8,
+        "userId": 1,
+        "date": ordered.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "products": [{"productId": 1, "quantity": 1}],
+        "__v": 0,
+    }
+    platform.catalog.carts.put(cart)
+    platform.stream()
+    platform.transform()
+    versions = platform.rows(
+        "SELECT version_number, price, is_current FROM bq_analytics.dim_products "
+        "WHERE product_id = 1 ORDER BY version_number"
+    )
+    assert versions == [(1, old_price, False), (2, old_price + 100, True)]
+    prices = dict(
+        platform.rows(
+            "SELECT f.cart_id, f.unit_price FROM bq_analytics.fact_orders f "
+            "JOIN bq_analytics.dim_products p USING (product_key) "
+            "WHERE p.product_id = 1"
+        )
+    )
+    assert prices[8] == old_price + 100
+    assert all(price == old_price for cart_id, price in prices.items() if cart_id != 8)
+    assert len(prices) > 1
+
+
+def test_a_failing_build_names_what_failed(tmp_path: Path) -> None:
+    cfg = load_settings(data_dir=tmp_path / "empty")
+    make_warehouse(cfg).setup()  # raw tables exist but are empty: the snapshot has nothing
+    make_warehouse(cfg).query("SELECT 1")
+    with pytest.raises(TransformError, match=r"dbt build failed: .*(stg_|products_snapshot)"):
+        run_dbt(cfg, "bogus-command-that-does-not-exist") if False else _break_and_build(cfg)
+
+
+def _break_and_build(cfg: Settings) -> None:
+    wh = make_warehouse(cfg)
+    with wh.connect() as con:  # type: ignore[attr-defined]
+        con.execute("DROP TABLE bq_raw.users")
+    run_dbt(cfg, "build", quiet=True)
