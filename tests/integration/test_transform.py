@@ -90,7 +90,7 @@ def test_one_row_per_cart_line_and_revenue_at_the_price_of_the_day(platform: Pla
     )
     assert [(c, n) for c, n, *_ in facts] == [(c, n) for c, n, _ in lines]
     assert sum(row[4] for row in facts) == expected
-    for (cart_id, number, line), row in zip(lines, facts, strict=True):
+    for (_, _, line), row in zip(lines, facts, strict=True):
         assert row[2] == line["quantity"]
         assert row[3] == Decimal(str(products[line["productId"]]["price"]))
     (orders,) = platform.rows("SELECT count(*), sum(order_total) FROM bq_analytics.orders")
