@@ -410,6 +410,37 @@ def _print_summary(summary: Any) -> None:
     console.print(revenue)
 
 
+@app.command("up")
+def up_cmd(
+    now: Annotated[
+        bool, typer.Option("--now", help="Run the batch and transform at start.")
+    ] = False,
+    api_url: ApiUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the platform: poller, consumer, the daily batch at EYP_BATCH__RUN_AT (UTC) and
+    the transform after it and every EYP_STREAM__TRANSFORM_EVERY minutes, until SIGTERM."""
+    from datetime import timedelta
+
+    from ey_platform.pipelines.platform import Scheduler
+    from ey_platform.pipelines.stream import Stopper
+    from ey_platform.transform import run_dbt
+
+    cfg = settings(api_url=api_url, data_dir=data_dir)
+    stopper = Stopper()
+    stopper.install()
+    with _stream_parts(cfg) as (poller, consumer, *_):
+        Scheduler(
+            poller,
+            consumer,
+            batch=lambda day: run_batch(cfg, day, ["products", "users"], False),
+            transform=lambda: run_dbt(cfg, "build", quiet=True),
+            poll_interval=cfg.stream.poll_interval,
+            batch_at=cfg.batch.run_at,
+            transform_every=timedelta(minutes=cfg.stream.transform_every),
+        ).run(stopper, batch_now=now)
+
+
 def _api(api_url: str | None, create_app: Any, serve_in_thread: Any) -> Any:
     import contextlib
 

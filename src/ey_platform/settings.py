@@ -7,6 +7,7 @@ nowhere else.
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +43,9 @@ class BatchSettings(BaseModel):
         2, ge=1, le=64, description="Processes that validate a large answer in parallel."
     )
     part_mb: int = Field(32, ge=1, description="Size of one lake part file, in MB.")
+    run_at: time = Field(
+        time(2, 0), description="UTC time of day at which `ey-platform up` runs the batch."
+    )
 
 
 class LakeSettings(BaseModel):
@@ -101,6 +105,9 @@ class StreamSettings(BaseModel):
     poll_interval: float = Field(60.0, gt=0, description="Seconds between two polls of carts.")
     batch_size: int = Field(
         5000, ge=1, le=100_000, description="Messages the consumer pulls and lands at once."
+    )
+    transform_every: float = Field(
+        15.0, gt=0, description="Minutes between two transforms in `ey-platform up`."
     )
 
 

@@ -249,3 +249,21 @@ def _backlog(bus: SQLiteBus) -> int:
         return bus.stats().backlog
     except sqlite3.OperationalError:
         return 0  # not set up yet
+
+
+@pytest.mark.slow
+def test_stream_run_polls_consumes_and_stops_on_sigterm(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with serve_in_thread(create_app(Catalog(), live_rate=20)) as url:
+        proc = _cli(data, "run", "--interval", "0.5", "--api-url", url)
+        time.sleep(6)
+        proc.send_signal(signal.SIGTERM)
+        _, log = proc.communicate(timeout=60)
+    assert proc.returncode == 0, log
+    assert log.count("stream.poll ") >= 3 and "stream.consume" in log
+    assert "Traceback" not in log
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+        (events, kinds) = con.execute(
+            "SELECT count(*), count(DISTINCT event_type) FROM bq_raw.carts_events"
+        ).fetchone()  # type: ignore[misc]
+    assert events > 7 and kinds >= 2

@@ -52,7 +52,8 @@ class PollRecord:
 class PollerState:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = sqlite3.connect(path, timeout=60, isolation_level=None)
+        # Built by one thread, used by the poller's: one user at a time.
+        self.con = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
         self.con.execute("PRAGMA journal_mode = WAL")
         self.con.execute("PRAGMA synchronous = FULL")
         self.con.executescript(_SCHEMA)

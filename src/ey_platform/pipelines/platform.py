@@ -1,0 +1,90 @@
+"""``ey-platform up``: the whole platform in one long-running process.
+
+The poller (every poll interval) and the consumer run in threads; this thread runs
+the daily batch at its UTC time and the transform after each batch and every
+``transform_every`` minutes. SIGTERM or SIGINT: the consumer finishes its batch, the
+poller its poll, and the process exits. A failing step is logged and tried again at
+its next turn; the process keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
+
+from ey_platform.errors import PlatformError
+from ey_platform.pipelines.stream import CartConsumer, CartPoller, Stopper, poll_every
+
+log = logging.getLogger("ey_platform.up")
+
+
+def next_run(now: datetime, at: time) -> datetime:
+    """The next moment at ``at`` (UTC) strictly after ``now``."""
+    candidate = datetime.combine(now.date(), at, tzinfo=UTC)
+    return candidate if candidate > now else candidate + timedelta(days=1)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        poller: CartPoller,
+        consumer: CartConsumer,
+        batch: Callable[[date], object],
+        transform: Callable[[], object],
+        *,
+        poll_interval: float,
+        batch_at: time,
+        transform_every: timedelta,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.poller, self.consumer = poller, consumer
+        self.batch, self.transform = batch, transform
+        self.poll_interval, self.batch_at, self.transform_every = (
+            poll_interval,
+            batch_at,
+            transform_every,
+        )
+        self.clock = clock
+
+    def run(self, stopper: Stopper, *, batch_now: bool = False) -> None:
+        stopper.consumers.append(self.consumer)
+        threads = [
+            threading.Thread(target=self.consumer.run, name="consumer", daemon=True),
+            threading.Thread(
+                target=poll_every,
+                args=(self.poller, self.poll_interval, stopper),
+                name="poller",
+                daemon=True,
+            ),
+        ]
+        for thread in threads:
+            thread.start()
+        now = self.clock()
+        next_batch = now if batch_now else next_run(now, self.batch_at)
+        next_transform = now + self.transform_every
+        log.info("up.started", extra={"next_batch": next_batch.isoformat(timespec="seconds")})
+        while not stopper.event.is_set():
+            now = self.clock()
+            if now >= next_batch:
+                self._step("batch", partial(self.batch, now.date()))
+                self._step("transform", self.transform)
+                next_batch = next_run(now, self.batch_at)
+                next_transform = now + self.transform_every
+            elif now >= next_transform:
+                self._step("transform", self.transform)
+                next_transform = now + self.transform_every
+            stopper.event.wait(1.0)
+        stopper.stop()
+        for thread in threads:
+            thread.join()
+        log.info("up.stopped")
+
+    @staticmethod
+    def _step(name: str, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except PlatformError as exc:
+            log.error(f"up.{name}_failed", extra={"error": str(exc)})
