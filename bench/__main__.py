@@ -76,17 +76,106 @@ def batch_users(n: int) -> Result:
     )
 
 
-SECTIONS = ("fetch", "batch")
+def streaming(n: int, latency_seconds: float, keep: Path) -> list[Result]:
+    """First poll of N carts end to end, single durable publishes, live latency. The
+    first-poll warehouse is kept in ``keep`` for the dbt benchmark."""
+    with bundled_server("--carts", str(n)) as url:
+        first = run_child("bench.stream", "first-poll", url, str(keep), str(n))
+        loaded = run_child("bench.dbt_build", "load", url, str(keep))
+    assert loaded["records"] == 30, loaded
+    with tempfile.TemporaryDirectory() as tmp:
+        full = run_child("bench.stream", "publish", tmp, "3000", "full")
+        normal = run_child("bench.stream", "publish", tmp, "3000", "normal")
+    with bundled_server("--live-rate", "20") as url, tempfile.TemporaryDirectory() as tmp:
+        live = run_child("bench.stream", "latency", url, tmp, str(latency_seconds))
+    rate = first["events"] / first["seconds"]
+    return [
+        Result(
+            "Streaming: first poll of N carts, bus to DuckDB (issue 4)",
+            "Poller and consumer in two processes against the bundled server (a third); "
+            "wall time from the first request to the last event committed.",
+            [
+                {
+                    "carts": f"{n:,}",
+                    "seconds": f"{first['seconds']:.1f}",
+                    "events/s": f"{rate:,.0f}",
+                    "consumer peak RSS MB": f"{first['peak_rss_mb']:.0f}",
+                }
+            ],
+            "Target: >= 100,000 events/s end to end.",
+        ),
+        Result(
+            "Streaming: single-message publishes on the embedded bus (issue 4)",
+            "One message per publish, each durable before the next; `full` waits for the "
+            "WAL on disk (fsync), `normal` only for the OS (survives a crash of the "
+            "process, not of the machine).",
+            [
+                {
+                    "sync": name,
+                    "messages": f"{r['messages']:,}",
+                    "messages/s": f"{r['messages'] / r['seconds']:,.0f}",
+                }
+                for name, r in (("full", full), ("normal", normal))
+            ],
+            "Target: >= 5,000 durable messages/s.",
+        ),
+        Result(
+            "Streaming: latency from bus publish to committed row (issue 4)",
+            f"Bundled server in live mode (20 changes/s), `stream run` with a 1 s poll for "
+            f"{latency_seconds:.0f} s; per event, `_loaded_at - _bus_publish_time`.",
+            [
+                {
+                    "events": f"{live['events']:,}",
+                    "p50 ms": f"{live['p50_ms']:.0f}",
+                    "p99 ms": f"{live['p99_ms']:.0f}",
+                    "max ms": f"{live['max_ms']:.0f}",
+                }
+            ],
+            "Target: p99 < 500 ms.",
+        ),
+    ]
+
+
+def dbt_build(data: Path) -> Result:
+    empty = run_child("bench.dbt_build", "empty", str(data))
+    full = run_child("bench.dbt_build", "platform", str(data))
+    return Result(
+        "dbt build over the first-poll warehouse (issue 5)",
+        "`ey-platform transform` (dbt build: staging views, snapshot, marts, data tests) "
+        "on the warehouse the streaming benchmark filled, against `dbt build` of "
+        "an empty project with the same profile, same run.",
+        [
+            {
+                "project": "platform",
+                "seconds": f"{full['seconds']:.1f}",
+                "vs empty": f"{full['seconds'] / empty['seconds']:.2f}x",
+            },
+            {"project": "empty", "seconds": f"{empty['seconds']:.1f}", "vs empty": "1.00x"},
+        ],
+        "Target: at most 2x the empty project.",
+    )
+
+
+SECTIONS = ("fetch", "batch", "stream")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--carts", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--stream-carts", type=int, default=1_000_000)
     parser.add_argument("--only", choices=SECTIONS, nargs="+", default=list(SECTIONS))
     args = parser.parse_args()
-    run = {"fetch": lambda: fetch_carts(args.carts), "batch": lambda: batch_users(args.users)}
-    sections = [run[name]() for name in args.only]
+    sections: list[Result] = []
+    with tempfile.TemporaryDirectory() as keep:
+        for name in args.only:
+            if name == "fetch":
+                sections.append(fetch_carts(args.carts))
+            elif name == "batch":
+                sections.append(batch_users(args.users))
+            else:
+                sections += streaming(args.stream_carts, 20, Path(keep))
+                sections.append(dbt_build(Path(keep)))
     header = (
         "# Benchmark results\n\n"
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}.\n"

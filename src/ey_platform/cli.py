@@ -351,10 +351,11 @@ def transform_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", help="Only dbt's errors.")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Build the star schema: dbt build (staging, snapshot, marts, tests)."""
-    from ey_platform.transform import run_dbt
+    """Build the star schema: dbt build (staging, snapshot, marts, data tests). dbt's unit
+    tests run in the test suite, not in production builds, as dbt recommends."""
+    from ey_platform.transform import BUILD, run_dbt
 
-    outcome = run_dbt(settings(data_dir=data_dir), "build", quiet=quiet)
+    outcome = run_dbt(settings(data_dir=data_dir), *BUILD, quiet=quiet)
     console.print(
         f"dbt build: {outcome.passed} nodes passed in {outcome.seconds:.1f}s", highlight=False
     )
@@ -379,7 +380,7 @@ def demo_cmd(api_url: ApiUrl = None, data_dir: DataDir = None) -> None:
     from ey_platform.pipelines.stream import Stopper, poll_every
     from ey_platform.source.client import FakeStoreClient
     from ey_platform.source.server import create_app, serve_in_thread
-    from ey_platform.transform import run_dbt
+    from ey_platform.transform import BUILD, run_dbt
 
     with _api(api_url, create_app, serve_in_thread) as url:
         cfg = settings(api_url=url, data_dir=data_dir)
@@ -387,7 +388,7 @@ def demo_cmd(api_url: ApiUrl = None, data_dir: DataDir = None) -> None:
         with _stream_parts(cfg) as (poller, consumer, *_):
             poll_every(poller, 0, Stopper(), once=True)
             consumer.run(drain=True)
-        run_dbt(cfg, "build", quiet=True)
+        run_dbt(cfg, *BUILD, quiet=True)
         with FakeStoreClient.from_settings(cfg) as client:
             _print_summary(summarize(make_warehouse(cfg), client))
 
@@ -424,7 +425,7 @@ def up_cmd(
 
     from ey_platform.pipelines.platform import Scheduler
     from ey_platform.pipelines.stream import Stopper
-    from ey_platform.transform import run_dbt
+    from ey_platform.transform import BUILD, run_dbt
 
     cfg = settings(api_url=api_url, data_dir=data_dir)
     stopper = Stopper()
@@ -434,7 +435,7 @@ def up_cmd(
             poller,
             consumer,
             batch=lambda day: run_batch(cfg, day, ["products", "users"], False),
-            transform=lambda: run_dbt(cfg, "build", quiet=True),
+            transform=lambda: run_dbt(cfg, *BUILD, quiet=True),
             poll_interval=cfg.stream.poll_interval,
             batch_at=cfg.batch.run_at,
             transform_every=timedelta(minutes=cfg.stream.transform_every),

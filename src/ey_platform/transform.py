@@ -20,6 +20,9 @@ from ey_platform.settings import Settings
 log = logging.getLogger("ey_platform.transform")
 
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt"
+# A production build: unit tests check the models' logic against fixtures and belong to
+# development and CI (tests/integration/test_transform.py), as dbt recommends.
+BUILD = ("build", "--exclude-resource-type", "unit_test")
 
 
 class TransformError(PlatformError):

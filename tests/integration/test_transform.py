@@ -20,7 +20,7 @@ from ey_platform.settings import Settings, load_settings
 from ey_platform.source.client import FakeStoreClient
 from ey_platform.source.data import Catalog
 from ey_platform.source.server import create_app, serve_in_thread
-from ey_platform.transform import TransformError, run_dbt
+from ey_platform.transform import BUILD, TransformError, run_dbt
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ class Platform:
         bus.close()
 
     def transform(self) -> None:
-        run_dbt(self.cfg, "build", quiet=True)
+        run_dbt(self.cfg, *BUILD, quiet=True)
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return make_warehouse(self.cfg).query(sql)
@@ -95,6 +95,12 @@ def test_one_row_per_cart_line_and_revenue_at_the_price_of_the_day(platform: Pla
         assert row[3] == Decimal(str(products[line["productId"]]["price"]))
     (orders,) = platform.rows("SELECT count(*), sum(order_total) FROM bq_analytics.orders")
     assert orders == (len(carts), expected)
+
+
+def test_the_dbt_unit_tests_pass(platform: Platform) -> None:
+    platform.everything()
+    outcome = run_dbt(platform.cfg, "test", "--select", "test_type:unit", quiet=True)
+    assert outcome.passed == 2
 
 
 def test_an_edited_cart_changes_its_lines_and_a_deleted_cart_leaves(platform: Platform) -> None:

@@ -298,7 +298,7 @@ class CartConsumer:
         """Finish the batch in hand, then return from :meth:`run`."""
         self.stopping = True
 
-    def run(self, *, drain: bool = False, idle_sleep: float = 0.5) -> ConsumeResult:
+    def run(self, *, drain: bool = False, idle_sleep: float = 0.1) -> ConsumeResult:
         """Consume until :meth:`stop`, or with ``drain`` until the subscription is empty."""
         result = ConsumeResult()
         started = time.perf_counter()

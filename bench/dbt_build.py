@@ -1,0 +1,54 @@
+"""``dbt build`` over a loaded warehouse against an empty dbt project, same machine,
+same run: ``python -m bench.dbt_build WAY DATA_DIR`` (WAY: ``platform`` or ``empty``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def build(data: Path, empty: bool) -> dict[str, Any]:
+    from ey_platform.settings import load_settings
+    from ey_platform.transform import BUILD, run_dbt
+
+    cfg = load_settings(data_dir=data)
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Path(tmp)
+        if empty:  # the same profile, no model: dbt's fixed cost
+            (project / "dbt_project.yml").write_text(
+                "name: empty\nversion: '1.0'\nconfig-version: 2\nprofile: ey_data_platform\n"
+            )
+            (project / "profiles.yml").write_text(
+                (Path(__file__).parents[1] / "dbt" / "profiles.yml").read_text()
+            )
+        start = time.perf_counter()
+        outcome = run_dbt(cfg, *BUILD, quiet=True, **({"project": project} if empty else {}))
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "nodes": outcome.passed}
+
+
+def load(url: str, data: Path) -> dict[str, Any]:
+    """Products and users of the bundled server into ``data``, as the daily batch does."""
+    from datetime import UTC, datetime
+
+    from ey_platform.lake.local import LocalLake
+    from ey_platform.pipelines.batch import BatchPipeline
+    from ey_platform.source.client import FakeStoreClient
+    from ey_platform.warehouse.duckdb import DuckDBWarehouse
+
+    with FakeStoreClient(url) as client:
+        results = BatchPipeline(
+            LocalLake(data / "lake"), DuckDBWarehouse(data / "warehouse.duckdb"), client
+        ).run(["products", "users"], datetime.now(UTC).date())
+    return {"records": sum(r.loaded for r in results)}
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "load":
+        print(json.dumps(load(sys.argv[2], Path(sys.argv[3]))))
+    else:
+        print(json.dumps(build(Path(sys.argv[2]), sys.argv[1] == "empty")))
