@@ -23,18 +23,17 @@ latest_state as (
 
 ),
 
+live_carts as (
+
+    select cart_id, user_id, order_ts, lines
+    from latest_state
+    where not is_deletion
+
+),
+
 lines as (
 
-    select
-        carts.cart_id,
-        cast(line.position as {{ dbt.type_bigint() }}) as line_number,
-        carts.user_id,
-        carts.order_ts,
-        cast({{ json_string('line.element', 'productId') }} as {{ dbt.type_bigint() }}) as product_id,
-        cast({{ json_string('line.element', 'quantity') }} as {{ dbt.type_bigint() }}) as quantity
-    from latest_state as carts
-    {{ unnest_json_array('carts.lines', 'line') }}
-    where not carts.is_deletion
+    {{ explode_cart_lines('live_carts') }}
 
 ),
 
