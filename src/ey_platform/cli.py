@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -379,10 +379,9 @@ def demo_cmd(api_url: ApiUrl = None, data_dir: DataDir = None) -> None:
     from ey_platform.pipelines.demo import summarize
     from ey_platform.pipelines.stream import Stopper, poll_every
     from ey_platform.source.client import FakeStoreClient
-    from ey_platform.source.server import create_app, serve_in_thread
     from ey_platform.transform import BUILD, run_dbt
 
-    with _api(api_url, create_app, serve_in_thread) as url:
+    with _api(api_url) as url:
         cfg = settings(api_url=url, data_dir=data_dir)
         _print_batch(run_batch(cfg, datetime.now(UTC).date(), ["products", "users"], False))
         with _stream_parts(cfg) as (poller, consumer, *_):
@@ -442,12 +441,11 @@ def up_cmd(
         ).run(stopper, batch_now=now)
 
 
-def _api(api_url: str | None, create_app: Any, serve_in_thread: Any) -> Any:
-    import contextlib
+def _api(api_url: str | None) -> AbstractContextManager[str]:
+    """The given API, or the bundled server on a free loopback port while in use."""
+    from ey_platform.source.server import create_app, serve_in_thread
 
-    if api_url:
-        return contextlib.nullcontext(api_url)
-    return serve_in_thread(create_app())
+    return nullcontext(api_url) if api_url else serve_in_thread(create_app())
 
 
 def main() -> None:

@@ -201,18 +201,7 @@ class SQLiteBus:
                 f"WHERE id IN ({_IDS})",
                 [now + self.ack_deadline, orjson.dumps([r[0] for r in live])],
             )
-        return [
-            Received(
-                f"{r[0]}:{r[6] + 1}",
-                r[1],
-                r[3],
-                orjson.loads(r[4]),
-                r[2],
-                datetime.fromtimestamp(r[5], UTC),
-                r[6] + 1,
-            )
-            for r in live
-        ]
+        return [_received(r, attempt=r[6] + 1) for r in live]
 
     def _to_dead_letters(
         self, con: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], reason: str, now: float
@@ -294,18 +283,21 @@ class SQLiteBus:
             )
             .fetchall()
         )
-        return [
-            Received(
-                f"{r[0]}:{r[6]}",
-                r[1],
-                r[3],
-                orjson.loads(r[4]),
-                r[2],
-                datetime.fromtimestamp(r[5], UTC),
-                r[6],
-            )
-            for r in rows
-        ]
+        return [_received(r, attempt=r[6]) for r in rows]
+
+
+def _received(row: tuple[Any, ...], attempt: int) -> Received:
+    """A row of ``deliveries`` (id, message_id, ordering_key, data, attributes,
+    publish_time, attempts) as the delivery numbered ``attempt``."""
+    return Received(
+        ack_id=f"{row[0]}:{attempt}",
+        message_id=row[1],
+        data=row[3],
+        attributes=orjson.loads(row[4]),
+        ordering_key=row[2],
+        publish_time=datetime.fromtimestamp(row[5], UTC),
+        delivery_attempt=attempt,
+    )
 
 
 def _parse_ack(ack_id: str) -> tuple[int, int]:

@@ -150,9 +150,12 @@ class CartPoller:
             if before is not None and before.content_hash == digest:
                 result.unchanged += 1
                 continue
-            is_new = before is None or before.content_hash is None
-            kind = "cart_created" if is_new else "cart_updated"
-            setattr(result, kind[5:], getattr(result, kind[5:]) + 1)
+            if before is None or before.content_hash is None:
+                kind = "cart_created"
+                result.created += 1
+            else:
+                kind = "cart_updated"
+                result.updated += 1
             version = 1 if before is None else before.version + 1
             events.append(_Event(cart["id"], version, kind, digest, cart_json, extracted_at))
         return events
