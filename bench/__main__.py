@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,8 +49,15 @@ def fetch_carts(sizes: list[int]) -> Result:
 def batch_users(n: int) -> Result:
     rows = []
     with bundled_server("--users", str(n)) as url, tempfile.TemporaryDirectory() as tmp:
-        figures = {}
-        for way in ("platform", "dlt-jsonl", "dlt-parquet"):
+        ours = sorted(
+            (
+                run_child("bench.batch_users", "platform", url, f"{tmp}/platform-{i}")
+                for i in range(3)
+            ),
+            key=lambda fig: fig["seconds"],
+        )
+        figures = {"platform (median of 3)": ours[1]}
+        for way in ("dlt-jsonl", "dlt-parquet"):
             figures[way] = run_child("bench.batch_users", way, url, f"{tmp}/{way}")
         best_dlt = min(figures["dlt-jsonl"]["seconds"], figures["dlt-parquet"]["seconds"])
         for way, fig in figures.items():
@@ -70,7 +78,8 @@ def batch_users(n: int) -> Result:
         "DuckDB while extracting, one transaction per day. *dlt*: `response.json()` "
         "yielded to a dlt resource, loaded into DuckDB with the jsonl and the parquet "
         "loader (its fastest). Same data, same run; wall time from the request to the "
-        "committed rows.",
+        "committed rows. Ours is the median of 3 runs; dlt runs once per loader (a minute "
+        "a run).",
         rows,
         "Target: >= 150,000 users/s, >= 10x dlt's best, < 2 GB peak RSS.",
     )
@@ -137,20 +146,23 @@ def streaming(n: int, latency_seconds: float, keep: Path) -> list[Result]:
 
 
 def dbt_build(data: Path) -> Result:
-    empty = run_child("bench.dbt_build", "empty", str(data))
-    full = run_child("bench.dbt_build", "platform", str(data))
+    def timed(way: str) -> float:
+        run_child("bench.dbt_build", way, str(data))  # warm-up: partial parsing
+        start = time.perf_counter()
+        run_child("bench.dbt_build", way, str(data))
+        return time.perf_counter() - start
+
+    empty, full = timed("empty"), timed("platform")
     return Result(
         "dbt build over the first-poll warehouse (issue 5)",
         "`ey-platform transform` (dbt build: staging views, snapshot, marts, data tests) "
-        "on the warehouse the streaming benchmark filled, against `dbt build` of "
-        "an empty project with the same profile, same run.",
+        "on the warehouse the streaming benchmark filled, against `dbt build` of an empty "
+        "project with the same profile, same run. Each is a fresh process timed whole "
+        "(Python and dbt start-up included, as a scheduled transform runs), on its second "
+        "build so that dbt's partial parsing is warm; each project has its own target.",
         [
-            {
-                "project": "platform",
-                "seconds": f"{full['seconds']:.1f}",
-                "vs empty": f"{full['seconds'] / empty['seconds']:.2f}x",
-            },
-            {"project": "empty", "seconds": f"{empty['seconds']:.1f}", "vs empty": "1.00x"},
+            {"project": "platform", "seconds": f"{full:.1f}", "vs empty": f"{full / empty:.2f}x"},
+            {"project": "empty", "seconds": f"{empty:.1f}", "vs empty": "1.00x"},
         ],
         "Target: at most 2x the empty project.",
     )
