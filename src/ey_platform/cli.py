@@ -58,10 +58,6 @@ DataDir = Annotated[
 ]
 
 
-def settings(**overrides: Any) -> Settings:
-    return load_settings(**overrides)
-
-
 def _version(value: bool) -> None:
     if value:
         console.print(f"ey-platform {__version__}")
@@ -83,7 +79,7 @@ def main_options(
 @app.command("config")
 def config_cmd(api_url: ApiUrl = None, data_dir: DataDir = None) -> None:
     """Print the effective settings as JSON, secrets masked."""
-    effective = settings(api_url=api_url, data_dir=data_dir)
+    effective = load_settings(api_url=api_url, data_dir=data_dir)
     sys.stdout.write(orjson.dumps(effective.masked(), option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
@@ -93,7 +89,7 @@ def fetch_cmd(api_url: ApiUrl = None) -> None:
     from ey_platform.pipelines.extract import count_valid
     from ey_platform.source.client import FakeStoreClient
 
-    with FakeStoreClient.from_settings(settings(api_url=api_url)) as client:
+    with FakeStoreClient.from_settings(load_settings(api_url=api_url)) as client:
         _print_counts([count_valid(client, entity) for entity in ENTITIES])
 
 
@@ -203,7 +199,7 @@ def batch_cmd(
     data_dir: DataDir = None,
 ) -> None:
     """Daily batch: products and users, API -> raw lake -> warehouse. Safe to re-run."""
-    cfg = settings(api_url=api_url, data_dir=data_dir)
+    cfg = load_settings(api_url=api_url, data_dir=data_dir)
     entities: list[Entity] = (
         ["products", "users"] if entity is BatchEntity.all else [cast(Entity, entity.value)]
     )
@@ -252,7 +248,7 @@ def stream_poll(
     """Poll the carts and publish created, updated and deleted events."""
     from ey_platform.pipelines.stream import Stopper, poll_every
 
-    cfg = settings(api_url=api_url, data_dir=data_dir)
+    cfg = load_settings(api_url=api_url, data_dir=data_dir)
     stopper = Stopper()
     stopper.install()
     with _stream_parts(cfg) as (poller, *_):
@@ -270,7 +266,7 @@ def stream_consume(
     batch in hand and exit."""
     from ey_platform.pipelines.stream import Stopper
 
-    cfg = settings(data_dir=data_dir)
+    cfg = load_settings(data_dir=data_dir)
     stopper = Stopper()
     stopper.install()
     with _stream_parts(cfg) as (_, consumer, *_):
@@ -289,7 +285,7 @@ def stream_run(interval: Interval = None, api_url: ApiUrl = None, data_dir: Data
     """Run the poller and the consumer together until SIGINT/SIGTERM."""
     from ey_platform.pipelines.stream import Stopper, run_both
 
-    cfg = settings(api_url=api_url, data_dir=data_dir)
+    cfg = load_settings(api_url=api_url, data_dir=data_dir)
     stopper = Stopper()
     stopper.install()
     with _stream_parts(cfg) as (poller, consumer, *_):
@@ -301,7 +297,7 @@ def stream_status(data_dir: DataDir = None) -> None:
     """Backlog, oldest unacked message, dead letters, last poll and throughput."""
     from ey_platform.pipelines.stream import stream_status as status
 
-    cfg = settings(data_dir=data_dir)
+    cfg = load_settings(data_dir=data_dir)
     with _stream_parts(cfg) as (_, _, bus, state, warehouse):
         facts = status(bus, state, warehouse)
     table = Table("", "", title="Stream")
@@ -355,7 +351,7 @@ def transform_cmd(
     tests run in the test suite, not in production builds, as dbt recommends."""
     from ey_platform.transform import BUILD, run_dbt
 
-    outcome = run_dbt(settings(data_dir=data_dir), *BUILD, quiet=quiet)
+    outcome = run_dbt(load_settings(data_dir=data_dir), *BUILD, quiet=quiet)
     console.print(
         f"dbt build: {outcome.passed} nodes passed in {outcome.seconds:.1f}s", highlight=False
     )
@@ -366,7 +362,7 @@ def docs_cmd(data_dir: DataDir = None) -> None:
     """Generate the dbt documentation site (lineage included) as static files."""
     from ey_platform.transform import run_dbt
 
-    cfg = settings(data_dir=data_dir)
+    cfg = load_settings(data_dir=data_dir)
     run_dbt(cfg, "docs", "generate", "--static", quiet=True)
     site = cfg.data_dir.resolve() / "dbt" / "target" / "static_index.html"
     console.print(f"documentation: {site}", highlight=False)
@@ -382,7 +378,7 @@ def demo_cmd(api_url: ApiUrl = None, data_dir: DataDir = None) -> None:
     from ey_platform.transform import BUILD, run_dbt
 
     with _api(api_url) as url:
-        cfg = settings(api_url=url, data_dir=data_dir)
+        cfg = load_settings(api_url=url, data_dir=data_dir)
         _print_batch(run_batch(cfg, datetime.now(UTC).date(), ["products", "users"], False))
         with _stream_parts(cfg) as (poller, consumer, *_):
             poll_every(poller, 0, Stopper(), once=True)
@@ -426,7 +422,7 @@ def up_cmd(
     from ey_platform.pipelines.stream import Stopper
     from ey_platform.transform import BUILD, run_dbt
 
-    cfg = settings(api_url=api_url, data_dir=data_dir)
+    cfg = load_settings(api_url=api_url, data_dir=data_dir)
     stopper = Stopper()
     stopper.install()
     with _stream_parts(cfg) as (poller, consumer, *_):

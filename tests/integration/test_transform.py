@@ -171,3 +171,17 @@ def _break_and_build(cfg: Settings) -> None:
     with wh.connect() as con:  # type: ignore[attr-defined]
         con.execute("DROP TABLE bq_raw.users")
     run_dbt(cfg, "build", quiet=True)
+
+
+def test_docs_generate_a_static_site_with_lineage(platform: Platform) -> None:
+    platform.everything()
+    from typer.testing import CliRunner
+
+    from ey_platform.cli import app
+
+    result = CliRunner().invoke(app, ["docs", "--data-dir", str(platform.cfg.data_dir)])
+    assert result.exit_code == 0, result.output
+    site = platform.cfg.data_dir.resolve() / "dbt" / "target" / "static_index.html"
+    assert site.stat().st_size > 100_000
+    text = site.read_text()
+    assert "fact_orders" in text and "products_snapshot" in text
