@@ -96,3 +96,19 @@
 {% macro bigquery__cluster_by(columns) -%}
   {{ return(columns) }}
 {%- endmacro %}
+
+{#- The fields of a cart event's JSON that staging needs, parsed once, as a struct with
+    userId (bigint), date (text) and products (JSON array). -#}
+{% macro cart_struct(column) -%}
+  {{ return(adapter.dispatch('cart_struct', 'ey_data_platform')(column)) }}
+{%- endmacro %}
+{% macro default__cart_struct(column) -%}
+  json_transform({{ column }}, '{"userId": "BIGINT", "date": "VARCHAR", "products": "JSON"}')
+{%- endmacro %}
+{% macro bigquery__cart_struct(column) -%}
+  struct(
+      cast(json_value({{ column }}, '$.userId') as int64) as userId,
+      json_value({{ column }}, '$.date') as date,
+      json_query({{ column }}, '$.products') as products
+  )
+{%- endmacro %}

@@ -109,7 +109,8 @@ def _invoke(argv: list[str], command: str) -> DbtOutcome:
         status = str(getattr(node, "status", "")).lower()
         if status in {"error", "fail", "runtime error"}:
             name = getattr(getattr(node, "node", None), "name", "?")
-            outcome.failures.append(f"{name}: {getattr(node, 'message', status)}")
+            message = " ".join(str(getattr(node, "message", status)).split())  # one line
+            outcome.failures.append(f"{name}: {message}")
         else:
             outcome.passed += 1
     if not result.success and not outcome.failures:

@@ -185,3 +185,21 @@ def test_docs_generate_a_static_site_with_lineage(platform: Platform) -> None:
     assert site.stat().st_size > 100_000
     text = site.read_text()
     assert "fact_orders" in text and "products_snapshot" in text
+
+
+def test_a_line_of_an_unknown_product_fails_the_build_at_the_contract(platform: Platform) -> None:
+    platform.everything()
+    platform.catalog.carts.put(
+        {
+            "id": 99,
+            "userId": 1,
+            "date": "2020-05-01T00:00:00.000Z",
+            "products": [{"productId": 777, "quantity": 1}],
+            "__v": 0,
+        }
+    )
+    platform.stream()
+    with pytest.raises(
+        TransformError, match=r"fact_orders: .*NOT NULL constraint failed: .*product_key"
+    ):
+        platform.transform()

@@ -1,6 +1,7 @@
 with source as (
 
-    select * from {{ source('bq_raw', 'carts_events') }}
+    select *, {{ cart_struct('cart') }} as parsed
+    from {{ source('bq_raw', 'carts_events') }}
 
 ),
 
@@ -12,9 +13,9 @@ renamed as (
         event_type = 'cart_deleted' as is_deletion,
         cart_id,
         cart_version,
-        cast({{ json_string('cart', 'userId') }} as {{ dbt.type_bigint() }}) as user_id,
-        {{ to_utc_timestamp(json_string('cart', 'date')) }} as order_ts,
-        {{ json_array_of('cart', 'products') }} as lines,
+        parsed.userId as user_id,
+        {{ to_utc_timestamp('parsed.date') }} as order_ts,
+        parsed.products as lines,
         content_hash,
         {{ as_utc('extracted_at') }} as extracted_at,
         {{ as_utc('published_at') }} as published_at,
