@@ -262,8 +262,10 @@ def stream_consume(
     ] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Land cart events in bq_raw.carts_events, exactly once. SIGINT/SIGTERM finish the
-    batch in hand and exit."""
+    """Land cart events in bq_raw.carts_events, exactly once.
+
+    SIGINT and SIGTERM finish the batch in hand, then exit.
+    """
     from ey_platform.pipelines.stream import Stopper
 
     cfg = load_settings(data_dir=data_dir)
@@ -347,8 +349,10 @@ def transform_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", help="Only dbt's errors.")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Build the star schema: dbt build (staging, snapshot, marts, data tests). dbt's unit
-    tests run in the test suite, not in production builds, as dbt recommends."""
+    """Build the star schema with dbt build: staging, snapshot, marts, data tests.
+
+    dbt's unit tests run in the test suite, not in production builds, as dbt advises.
+    """
     from ey_platform.transform import BUILD, run_dbt
 
     outcome = run_dbt(load_settings(data_dir=data_dir), *BUILD, quiet=quiet)
@@ -370,8 +374,11 @@ def docs_cmd(data_dir: DataDir = None) -> None:
 
 @app.command("demo")
 def demo_cmd(api_url: ApiUrl = None, data_dir: DataDir = None) -> None:
-    """Run the main job end to end on embedded defaults against the bundled server
-    (or --api-url): batch, one poll, a drained consume, dbt build; print a summary."""
+    """Run the main job end to end and print a summary.
+
+    Against the bundled server (or --api-url): the batch, one poll, a drained consume
+    and dbt build, on embedded defaults.
+    """
     from ey_platform.pipelines.demo import summarize
     from ey_platform.pipelines.stream import Stopper, poll_every
     from ey_platform.source.client import FakeStoreClient
@@ -414,8 +421,11 @@ def up_cmd(
     api_url: ApiUrl = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Run the platform: poller, consumer, the daily batch at EYP_BATCH__RUN_AT (UTC) and
-    the transform after it and every EYP_STREAM__TRANSFORM_EVERY minutes, until SIGTERM."""
+    """Run the whole platform until SIGTERM.
+
+    The poller, the consumer, the daily batch at EYP_BATCH__RUN_AT (UTC), and the
+    transform after it and every EYP_STREAM__TRANSFORM_EVERY minutes.
+    """
     from datetime import timedelta
 
     from ey_platform.pipelines.platform import Scheduler
