@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Optional, cast
+from typing import TYPE_CHECKING, Annotated, Any, Optional, cast
 
 import orjson
 import typer
@@ -20,8 +20,11 @@ from ey_platform import __version__
 from ey_platform.backends import make_lake, make_warehouse
 from ey_platform.errors import ConfigError, PlatformError
 from ey_platform.logs import setup_logging
-from ey_platform.models import ENTITIES, Entity
+from ey_platform.models import BATCH_ENTITIES, ENTITIES, Entity
 from ey_platform.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from ey_platform.pipelines.stream import StreamParts
 
 app = typer.Typer(
     name="ey-platform",
@@ -201,17 +204,17 @@ def batch_cmd(
     """Daily batch: products and users, API -> raw lake -> warehouse. Safe to re-run."""
     cfg = load_settings(api_url=api_url, data_dir=data_dir)
     entities: list[Entity] = (
-        ["products", "users"] if entity is BatchEntity.all else [cast(Entity, entity.value)]
+        list(BATCH_ENTITIES) if entity is BatchEntity.all else [cast(Entity, entity.value)]
     )
     _print_batch(run_batch(cfg, _parse_day(day), entities, from_lake))
 
 
 @contextmanager
-def _stream_parts(cfg: Settings) -> Iterator[Any]:
-    """Poller and consumer built from settings, closed afterwards."""
+def _stream_parts(cfg: Settings) -> Iterator[StreamParts]:
+    """Poller, consumer, bus, poller state and warehouse from settings, closed afterwards."""
     from ey_platform.backends import make_bus
     from ey_platform.pipelines.poller_state import PollerState
-    from ey_platform.pipelines.stream import CartConsumer, CartPoller
+    from ey_platform.pipelines.stream import CartConsumer, CartPoller, StreamParts
     from ey_platform.source.client import FakeStoreClient
 
     bus = make_bus(cfg)
@@ -223,7 +226,7 @@ def _stream_parts(cfg: Settings) -> Iterator[Any]:
     try:
         poller = CartPoller(client, bus, state, make_lake(cfg))
         consumer = CartConsumer(bus, warehouse.event_sink(), cfg.stream.batch_size)
-        yield poller, consumer, bus, state, warehouse
+        yield StreamParts(poller, consumer, bus, state, warehouse)
     finally:
         client.close()
         state.close()
@@ -251,8 +254,8 @@ def stream_poll(
     cfg = load_settings(api_url=api_url, data_dir=data_dir)
     stopper = Stopper()
     stopper.install()
-    with _stream_parts(cfg) as (poller, *_):
-        poll_every(poller, interval or cfg.stream.poll_interval, stopper, once=once)
+    with _stream_parts(cfg) as parts:
+        poll_every(parts.poller, interval or cfg.stream.poll_interval, stopper, once=once)
 
 
 @stream_app.command("consume")
@@ -271,9 +274,9 @@ def stream_consume(
     cfg = load_settings(data_dir=data_dir)
     stopper = Stopper()
     stopper.install()
-    with _stream_parts(cfg) as (_, consumer, *_):
-        stopper.consumers.append(consumer)
-        result = consumer.run(drain=drain)
+    with _stream_parts(cfg) as parts:
+        stopper.consumers.append(parts.consumer)
+        result = parts.consumer.run(drain=drain)
     console.print(
         f"consumed {result.pulled:,} messages: {result.loaded:,} loaded, "
         f"{result.duplicates:,} duplicates skipped, {result.dead_lettered:,} "
@@ -290,8 +293,8 @@ def stream_run(interval: Interval = None, api_url: ApiUrl = None, data_dir: Data
     cfg = load_settings(api_url=api_url, data_dir=data_dir)
     stopper = Stopper()
     stopper.install()
-    with _stream_parts(cfg) as (poller, consumer, *_):
-        run_both(poller, consumer, interval or cfg.stream.poll_interval, stopper)
+    with _stream_parts(cfg) as parts:
+        run_both(parts.poller, parts.consumer, interval or cfg.stream.poll_interval, stopper)
 
 
 @stream_app.command("status")
@@ -300,8 +303,8 @@ def stream_status(data_dir: DataDir = None) -> None:
     from ey_platform.pipelines.stream import stream_status as status
 
     cfg = load_settings(data_dir=data_dir)
-    with _stream_parts(cfg) as (_, _, bus, state, warehouse):
-        facts = status(bus, state, warehouse)
+    with _stream_parts(cfg) as parts:
+        facts = status(parts.bus, parts.state, parts.warehouse)
     table = Table("", "", title="Stream")
     for key, value in facts.items():
         table.add_row(key, value)
@@ -386,10 +389,10 @@ def demo_cmd(api_url: ApiUrl = None, data_dir: DataDir = None) -> None:
 
     with _api(api_url) as url:
         cfg = load_settings(api_url=url, data_dir=data_dir)
-        _print_batch(run_batch(cfg, datetime.now(UTC).date(), ["products", "users"], False))
-        with _stream_parts(cfg) as (poller, consumer, *_):
-            poll_every(poller, 0, Stopper(), once=True)
-            consumer.run(drain=True)
+        _print_batch(run_batch(cfg, datetime.now(UTC).date(), list(BATCH_ENTITIES), False))
+        with _stream_parts(cfg) as parts:
+            poll_every(parts.poller, 0, Stopper(), once=True)
+            parts.consumer.run(drain=True)
         run_dbt(cfg, *BUILD, quiet=True)
         with FakeStoreClient.from_settings(cfg) as client:
             _print_summary(summarize(make_warehouse(cfg), client))
@@ -435,11 +438,11 @@ def up_cmd(
     cfg = load_settings(api_url=api_url, data_dir=data_dir)
     stopper = Stopper()
     stopper.install()
-    with _stream_parts(cfg) as (poller, consumer, *_):
+    with _stream_parts(cfg) as parts:
         Scheduler(
-            poller,
-            consumer,
-            batch=lambda day: run_batch(cfg, day, ["products", "users"], False),
+            parts.poller,
+            parts.consumer,
+            batch=lambda day: run_batch(cfg, day, list(BATCH_ENTITIES), False),
             transform=lambda: run_dbt(cfg, *BUILD, quiet=True),
             poll_interval=cfg.stream.poll_interval,
             batch_at=cfg.batch.run_at,

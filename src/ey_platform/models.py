@@ -28,6 +28,7 @@ from typing_extensions import TypedDict
 
 Entity = Literal["products", "users", "carts"]
 ENTITIES: Final[tuple[Entity, ...]] = ("products", "users", "carts")
+BATCH_ENTITIES: Final[tuple[Entity, ...]] = ("products", "users")
 
 
 NonNegative = Annotated[Decimal, Field(ge=0)]

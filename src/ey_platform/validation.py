@@ -28,6 +28,14 @@ class Rejected:
     reason: str
 
 
+def reject_lines(rejected: list[Rejected]) -> bytes:
+    """Quarantine JSONL: one ``{"reason": ..., "record": ...}`` per reject."""
+    return b"".join(
+        orjson.dumps({"reason": r.reason, "record": r.record}, option=orjson.OPT_APPEND_NEWLINE)
+        for r in rejected
+    )
+
+
 @dataclass(slots=True)
 class ValidatedBatch:
     valid: list[Any] = field(default_factory=list)

@@ -267,3 +267,18 @@ def test_stream_run_polls_consumes_and_stops_on_sigterm(tmp_path: Path) -> None:
             "SELECT count(*), count(DISTINCT event_type) FROM bq_raw.carts_events"
         ).fetchone()  # type: ignore[misc]
     assert events > 7 and kinds >= 2
+
+
+def test_status_shows_backlog_dead_letters_and_the_last_poll(stack: Stack) -> None:
+    stack.poller().poll_once()
+    stack.bus.publish([Message(b"{not json")])
+    CartConsumer(stack.bus, stack.warehouse.event_sink(), 20).consume_batch(ConsumeResult())
+    out = _finish(_cli(stack.data, "status"))
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in out.splitlines()
+        if line.count("│") == 3
+    }
+    assert rows["backlog (unacked)"] == "31"  # 51 published, 20 handled
+    assert rows["dead letters"] == "0"
+    assert rows["last poll"].endswith("succeeded: 50 carts, +50 ~0 -0")

@@ -75,15 +75,20 @@ def quarantine_key(entity: str, day: date, run_id: str) -> str:
     return f"{partition('quarantine', entity, day)}{entity}-{run_id}.jsonl"
 
 
-def put_json(lake: Lake, key: str, value: Any) -> LakeObject:
-    """Write a small JSON document once."""
+def put_bytes(lake: Lake, key: str, data: bytes, records: int) -> LakeObject:
+    """Write a whole object once; nothing is left behind if it fails."""
     writer = lake.create(key)
     try:
-        writer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2), 1)
+        writer.write(data, records)
         return writer.commit()
     except BaseException:
         writer.abort()
         raise
+
+
+def put_json(lake: Lake, key: str, value: Any) -> LakeObject:
+    """Write a small JSON document once."""
+    return put_bytes(lake, key, orjson.dumps(value, option=orjson.OPT_INDENT_2), 1)
 
 
 def manifests(lake: Lake, entity: str, day: date) -> list[dict[str, Any]]:

@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-import orjson
-
 from ey_platform.errors import LakeError, ReconciliationError
 from ey_platform.lake.base import (
     Lake,
@@ -41,12 +39,11 @@ from ey_platform.lake.base import (
 from ey_platform.models import Entity
 from ey_platform.pipelines.extract import ExtractCounts, extract_jsonl
 from ey_platform.source.client import FakeStoreClient
-from ey_platform.validation import GatedBatch, Rejected
+from ey_platform.validation import GatedBatch, Rejected, reject_lines
 from ey_platform.warehouse.base import LoadMeta, PartitionLoad, RunRecord, Warehouse
 
 log = logging.getLogger("ey_platform.batch")
 
-BATCH_ENTITIES: tuple[Entity, ...] = ("products", "users")
 Progress = Callable[[str, int], None]
 
 
@@ -110,11 +107,7 @@ class _Landing:
         if self._quarantine is None:
             m = self.meta
             self._quarantine = self.lake.create(quarantine_key(m.entity, m.day, m.run_id))
-        lines = b"".join(
-            orjson.dumps({"reason": r.reason, "record": r.record}, option=orjson.OPT_APPEND_NEWLINE)
-            for r in rejected
-        )
-        self._quarantine.write(lines, len(rejected))
+        self._quarantine.write(reject_lines(rejected), len(rejected))
 
     def finish(self) -> str:
         """Commit the open part and the quarantine; return the content hash."""

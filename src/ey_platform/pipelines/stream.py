@@ -23,20 +23,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import ValidationError
 
 from ey_platform.bus.base import Bus, Message, Received
 from ey_platform.errors import PlatformError
-from ey_platform.lake.base import Lake, quarantine_key
+from ey_platform.lake.base import Lake, put_bytes, quarantine_key
 from ey_platform.models import EVENT_SCHEMA_VERSION, event_adapter
 from ey_platform.pipelines.extract import ExtractCounts, extract
 from ey_platform.pipelines.poller_state import Known, PollerState, PollRecord
 from ey_platform.source.client import FakeStoreClient
-from ey_platform.validation import Rejected
-from ey_platform.warehouse.base import EventRows, EventSink
+from ey_platform.validation import Rejected, reject_lines
+from ey_platform.warehouse.base import EventRows, EventSink, Warehouse
 
 log = logging.getLogger("ey_platform.stream")
 
@@ -178,21 +178,8 @@ class CartPoller:
             self.state.save((e.cart_id, e.digest, e.version) for e in part)
 
     def _quarantine(self, rejects: list[Rejected], when: datetime, poll_id: str) -> None:
-        writer = self.lake.create(quarantine_key("carts", when.date(), poll_id))
-        try:
-            writer.write(
-                b"".join(
-                    orjson.dumps(
-                        {"reason": r.reason, "record": r.record}, option=orjson.OPT_APPEND_NEWLINE
-                    )
-                    for r in rejects
-                ),
-                len(rejects),
-            )
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
+        key = quarantine_key("carts", when.date(), poll_id)
+        put_bytes(self.lake, key, reject_lines(rejects), len(rejects))
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +344,16 @@ def _rows(valid: list[Received]) -> EventRows:
 # -- running them ---------------------------------------------------------------------
 
 
+class StreamParts(NamedTuple):
+    """What the stream commands work with, built from settings in one place."""
+
+    poller: CartPoller
+    consumer: CartConsumer
+    bus: Bus
+    state: PollerState
+    warehouse: Warehouse
+
+
 class Stopper:
     """Set by SIGINT/SIGTERM: loops finish what they hold, then return."""
 
@@ -413,7 +410,7 @@ def run_both(
         thread.join()
 
 
-def stream_status(bus: Bus, state: PollerState, warehouse: Any) -> dict[str, str]:
+def stream_status(bus: Bus, state: PollerState, warehouse: Warehouse) -> dict[str, str]:
     """What an operator wants to see at a glance."""
     stats = bus.stats()
     last = state.last_poll()

@@ -17,7 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
@@ -128,6 +128,18 @@ _LINES = r"""read_csv(?, columns = {'j': 'VARCHAR'}, delim = '\x01', quote = '',
              header = false, new_line = '\n', auto_detect = false) AS t"""
 
 
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Commit what the block did, or roll all of it back."""
+    con.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 def _is_lock_error(exc: Exception) -> bool:
     return "lock" in str(exc).lower()
 
@@ -191,18 +203,16 @@ class DuckDBWarehouse:
 
     def record_run(self, run: RunRecord) -> None:
         values = asdict(run)
-        with self.connect() as con:
-            con.execute("BEGIN")
+        marks = ", ".join("?" * len(_RUN_COLUMNS))
+        with self.connect() as con, _transaction(con):
             con.execute(
                 f"DELETE FROM {self.raw}._pipeline_runs WHERE run_id = ? AND entity = ?",
                 [run.run_id, run.entity],
             )
-            marks = ", ".join("?" * len(_RUN_COLUMNS))
             con.execute(
                 f"INSERT INTO {self.raw}._pipeline_runs VALUES ({marks})",
                 [values[c] for c in _RUN_COLUMNS],
             )
-            con.execute("COMMIT")
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         with self.connect() as con:
@@ -284,35 +294,24 @@ class DuckDBPartitionLoad:
 
     def _transaction(self, item: LakeObject | str) -> int:
         raw, m = self.wh.raw, self.meta
-        with self.wh.connect() as con, _loading(con):
-            con.execute("BEGIN")
-            try:
-                con.execute(f"DELETE FROM {raw}.{m.entity} WHERE _ingestion_date = ?", [m.day])
-                while isinstance(item, LakeObject):
-                    started = time.perf_counter()
-                    self._insert(con, item)
-                    log.debug(
-                        "duckdb.insert",
-                        extra={
-                            "part": item.key,
-                            "rows": item.records,
-                            "seconds": time.perf_counter() - started,
-                        },
-                    )
-                    item = self._inbox.get()
-                if item == "abort":
-                    raise _Aborted
+        with self.wh.connect() as con, _loading(con), _transaction(con):
+            con.execute(f"DELETE FROM {raw}.{m.entity} WHERE _ingestion_date = ?", [m.day])
+            while isinstance(item, LakeObject):
                 started = time.perf_counter()
-                loaded = self._reconcile(con)
-                self._swap_quarantine(con)
-                con.execute("COMMIT")
+                self._insert(con, item)
                 log.debug(
-                    "duckdb.commit",
-                    extra={"rows": loaded, "seconds": time.perf_counter() - started},
+                    "duckdb.insert",
+                    extra={
+                        "part": item.key,
+                        "rows": item.records,
+                        "seconds": time.perf_counter() - started,
+                    },
                 )
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+                item = self._inbox.get()
+            if item == "abort":
+                raise _Aborted
+            loaded = self._reconcile(con)
+            self._swap_quarantine(con)
         return loaded
 
     def _insert(self, con: duckdb.DuckDBPyConnection, part: LakeObject) -> None:
@@ -379,12 +378,11 @@ class DuckDBEventSink:
         self.hold_seconds = hold_seconds
         self._con: duckdb.DuckDBPyConnection | None = None
         self._opened = 0.0
-        self._session: Any = None
+        self._held = ExitStack()
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
-            self._session = self.wh.connect()
-            self._con = self._session.__enter__()
+            self._con = self._held.enter_context(self.wh.connect())
             self._opened = time.monotonic()
         return self._con
 
@@ -409,8 +407,7 @@ class DuckDBEventSink:
         return inserted
 
     def _insert(self, con: duckdb.DuckDBPyConnection) -> int:
-        con.execute("BEGIN")
-        try:
+        with _transaction(con):
             row = con.execute(
                 f"""INSERT OR IGNORE INTO {self.wh.raw}.carts_events
                 SELECT e.event_id, e.event_type, e.schema_version, e.cart_id, e.cart_version,
@@ -422,14 +419,8 @@ class DuckDBEventSink:
                              publish_time FROM incoming)
                 QUALIFY row_number() OVER (PARTITION BY e.event_id ORDER BY message_id) = 1"""
             ).fetchone()
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
         return int(row[0]) if row else 0
 
     def release(self) -> None:
-        if self._session is not None:
-            self._session.__exit__(None, None, None)
+        self._held.close()
         self._con = None
-        self._session = None
