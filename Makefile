@@ -15,7 +15,7 @@ help: ## Show this help.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,gcp]"
 	touch $(STAMP)
 
 setup: $(STAMP) ## Create .venv with the machine's python3 and install the project.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -45,6 +46,11 @@ console = Console() if sys.stdout.isatty() else Console(width=160)
 _state: dict[str, Any] = {"debug": False}
 
 
+class Profile(StrEnum):
+    local = "local"
+    gcp = "gcp"
+
+
 class BatchEntity(StrEnum):
     products = "products"
     users = "users"
@@ -70,12 +76,19 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    profile: Annotated[
+        Optional[Profile],  # noqa: UP045
+        typer.Option("--profile", help="local or gcp: every backend at once [env: EYP_PROFILE]."),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
     """EY Data Platform command line. Settings come from EYP_* variables and .env."""
     _state["debug"] = debug
+    if profile is not None:
+        # The environment, so that every settings read and dbt's subprocess agree.
+        os.environ["EYP_PROFILE"] = profile.value
     setup_logging(logging.DEBUG if debug else logging.INFO)
 
 
@@ -221,10 +234,12 @@ def _stream_parts(cfg: Settings) -> Iterator[StreamParts]:
     bus.setup()
     warehouse = make_warehouse(cfg)
     warehouse.setup()
+    lake = make_lake(cfg)
+    lake.setup()
     state = PollerState(cfg.poller_state_path)
     client = FakeStoreClient.from_settings(cfg)
     try:
-        poller = CartPoller(client, bus, state, make_lake(cfg))
+        poller = CartPoller(client, bus, state, lake)
         consumer = CartConsumer(bus, warehouse.event_sink(), cfg.stream.batch_size)
         yield StreamParts(poller, consumer, bus, state, warehouse)
     finally:

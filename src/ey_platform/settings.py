@@ -92,6 +92,11 @@ class BusSettings(BaseModel):
     max_delivery_attempts: int = Field(
         5, ge=1, description="Deliveries before a message goes to the dead-letter topic."
     )
+    exactly_once: bool = Field(
+        True,
+        description="Pub/Sub: exactly-once delivery on the subscription when setup creates "
+        "it (acks of expired leases are refused). The emulator lacks it.",
+    )
     sync: Literal["full", "normal"] = Field(
         "full",
         description="Embedded bus durability: full survives a power cut, normal only a "
@@ -116,6 +121,21 @@ class GcpSettings(BaseModel):
     Credentials; no key file is read from settings."""
 
     project: str | None = Field(None, description="Google Cloud project id (profile gcp).")
+    storage_endpoint: str | None = Field(
+        None,
+        description="Cloud Storage API endpoint, for an emulator (then no credentials are sent).",
+    )
+    bigquery_endpoint: str | None = Field(
+        None, description="BigQuery API endpoint, for an emulator (then no credentials are sent)."
+    )
+    pubsub_endpoint: str | None = Field(
+        None, description="Pub/Sub host:port, for an emulator (then no credentials are sent)."
+    )
+    bigquery_storage_read: bool = Field(
+        False,
+        description="Read large query results with the BigQuery Storage Read API (needs "
+        "bigquery.readsessions.create); off: results come through the REST API.",
+    )
 
 
 class Settings(BaseSettings):

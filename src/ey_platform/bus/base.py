@@ -42,12 +42,13 @@ class Received(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class BusStats:
-    """The state of a subscription, for ``stream status``."""
+    """The state of a subscription, for ``stream status``. None: the backend cannot tell
+    (Pub/Sub keeps these figures in Cloud Monitoring)."""
 
-    backlog: int
-    leased: int
+    backlog: int | None
+    leased: int | None
     oldest_unacked_seconds: float | None
-    dead_letters: int
+    dead_letters: int | None
 
 
 class Bus(Protocol):
@@ -73,6 +74,9 @@ class Bus(Protocol):
 
     def stats(self) -> BusStats:
         """Backlog, leases, age of the oldest unacked message, dead letters."""
+
+    def dead_letters(self, limit: int = 100) -> list[Received]:
+        """Look at up to ``limit`` dead letters without taking them off the topic."""
 
     def close(self) -> None:
         """Release connections."""

@@ -46,6 +46,9 @@ class LakeWriter(Protocol):
 class Lake(Protocol):
     """Write-once object storage for raw files."""
 
+    def setup(self) -> None:
+        """Create the root (folder or bucket) if it is missing and this identity may."""
+
     def create(self, key: str) -> LakeWriter:
         """Start writing the object ``key`` (relative to the lake root)."""
 

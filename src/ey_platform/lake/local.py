@@ -69,6 +69,9 @@ class LocalLake:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
 
+    def setup(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
     def create(self, key: str) -> LocalWriter:
         return LocalWriter(self.root, key)
 

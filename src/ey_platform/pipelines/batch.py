@@ -148,6 +148,7 @@ class BatchPipeline:
         self, entities: Iterable[Entity], day: date, *, from_lake: bool = False
     ) -> list[BatchResult]:
         """Run every entity for ``day``; the first failure stops the run and is raised."""
+        self.lake.setup()
         self.warehouse.setup()
         run_id = new_run_id(self.clock())
         job = self._reload if from_lake else self._ingest

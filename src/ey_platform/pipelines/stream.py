@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import orjson
@@ -410,19 +410,24 @@ def run_both(
         thread.join()
 
 
+def _count(value: int | None) -> str:
+    return "n/a (see Cloud Monitoring)" if value is None else f"{value:,}"
+
+
 def stream_status(bus: Bus, state: PollerState, warehouse: Warehouse) -> dict[str, str]:
     """What an operator wants to see at a glance."""
     stats = bus.stats()
     last = state.last_poll()
     (recent,) = warehouse.query(
-        "SELECT count(*) FROM bq_raw.carts_events WHERE _loaded_at > now() - INTERVAL 5 MINUTE"
+        "SELECT count(*) FROM bq_raw.carts_events WHERE _loaded_at > ?",
+        [datetime.now(UTC) - timedelta(minutes=5)],
     )[0]
     oldest = stats.oldest_unacked_seconds
     facts = {
-        "backlog (unacked)": f"{stats.backlog:,}",
-        "leased now": f"{stats.leased:,}",
+        "backlog (unacked)": _count(stats.backlog),
+        "leased now": _count(stats.leased),
         "oldest unacked": "-" if oldest is None else f"{oldest:,.1f}s",
-        "dead letters": f"{stats.dead_letters:,}",
+        "dead letters": _count(stats.dead_letters),
         "throughput, last 5 min": f"{recent / 300:,.1f} events/s",
     }
     if last is not None:
