@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test lint format bench clean
+.PHONY: help setup demo demo-gcp emulators test lint format bench clean
 
 help: ## Show this help.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,8 +23,14 @@ setup: $(STAMP) ## Create .venv with the machine's python3 and install the proje
 demo: setup ## Run the main job end to end, offline, on embedded defaults.
 	$(BIN)/ey-platform demo
 
-test: setup ## Run the test suite.
-	$(BIN)/pytest
+demo-gcp: setup ## The same demo on the Google Cloud emulators (production code path).
+	EYP_DATA_DIR=data/gcp scripts/emulators.sh run --use $(BIN)/ey-platform demo
+
+emulators: ## Start the Google Cloud emulators (scripts/emulators.sh stop|status|env).
+	scripts/emulators.sh start
+
+test: setup ## Run the test suite, the emulator half included when they can start.
+	scripts/emulators.sh run $(BIN)/pytest
 
 lint: setup ## ruff check, ruff format --check, mypy.
 	$(BIN)/ruff check src tests bench
@@ -40,4 +46,5 @@ bench: setup ## Run the benchmarks and rewrite bench/RESULTS.md.
 	$(BIN)/python -m bench
 
 clean: ## Remove the virtualenv, caches and local data.
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache dbt/target dbt/logs
+	-scripts/emulators.sh stop
+	rm -rf $(VENV) .emulators data .pytest_cache .mypy_cache .ruff_cache dbt/target dbt/logs

@@ -5,6 +5,13 @@
 #   scripts/emulators.sh stop     stop them (by process id) and drop their data
 #   scripts/emulators.sh status   say which are running
 #   scripts/emulators.sh env      print the settings that point the platform at them
+#   scripts/emulators.sh run [--use] CMD...
+#                                 start them if they are not running, run CMD, and stop
+#                                 them afterwards if this call started them. CMD gets
+#                                 EYP_TEST_EMULATOR_ENV (the env file, for the tests);
+#                                 with --use it also runs with those settings (the demo).
+#                                 If they cannot start, CMD runs without them, unless
+#                                 EYP_REQUIRE_EMULATORS=1 (CI), which makes that an error.
 #
 # The emulators live in their own virtualenv (.emulators/venv) so that their pins never
 # constrain the product. Every start picks free ports and writes them, with the EYP_
@@ -123,6 +130,8 @@ export EYP_GCP__PROJECT=$PROJECT
 export EYP_GCP__STORAGE_ENDPOINT=http://127.0.0.1:$gcs_port
 export EYP_GCP__BIGQUERY_ENDPOINT=http://127.0.0.1:$bq_port
 export EYP_GCP__PUBSUB_ENDPOINT=127.0.0.1:$ps_port
+# The Pub/Sub emulator does not implement exactly-once delivery.
+export EYP_BUS__EXACTLY_ONCE=false
 EOF
     say "running: BigQuery :$bq_port (gRPC :$grpc_port), Cloud Storage :$gcs_port, Pub/Sub :$ps_port"
 }
@@ -155,10 +164,38 @@ status() {
     return "$code"
 }
 
+run() {
+    local use=0 started=0 code=0
+    if [[ "${1:-}" == --use ]]; then use=1; shift; fi
+    [[ $# -gt 0 ]] || die "usage: $0 run [--use] CMD..."
+    if ! (running bigquery && running storage && running pubsub); then
+        if (start); then
+            started=1
+        elif [[ "${EYP_REQUIRE_EMULATORS:-0}" == 1 || $use == 1 ]]; then
+            die "the emulators could not start"
+        else
+            say "could not start: the tests that need them will be skipped"
+        fi
+    fi
+    if [[ -f "$RUN/env.sh" ]]; then
+        export EYP_TEST_EMULATOR_ENV="$RUN/env.sh"
+        if [[ $use == 1 ]]; then
+            set -a
+            # shellcheck disable=SC1091
+            source "$RUN/env.sh"
+            set +a
+        fi
+    fi
+    "$@" || code=$?
+    if [[ $started == 1 ]]; then stop; fi
+    return "$code"
+}
+
 case "${1:-}" in
     start) start ;;
     stop) stop ;;
     status) status ;;
     env) cat "$RUN/env.sh" 2> /dev/null || die "not running; run: $0 start" ;;
-    *) die "usage: $0 start|stop|status|env" ;;
+    run) shift; run "$@" ;;
+    *) die "usage: $0 start|stop|status|env|run [--use] CMD..." ;;
 esac

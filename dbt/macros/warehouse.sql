@@ -87,13 +87,15 @@
   cast({{ expression }} as timestamp)
 {%- endmacro %}
 
-{% macro cluster_by(columns) -%}
-  {{ return(adapter.dispatch('cluster_by', 'ey_data_platform')(columns)) }}
+{#- Clustering of a mart, where the warehouse has it. (Not named cluster_by: that is
+    dbt-bigquery's own macro, which a project macro of the same name would replace.) -#}
+{% macro clustering(columns) -%}
+  {{ return(adapter.dispatch('clustering', 'ey_data_platform')(columns)) }}
 {%- endmacro %}
-{% macro default__cluster_by(columns) -%}
+{% macro default__clustering(columns) -%}
   {{ return(none) }}
 {%- endmacro %}
-{% macro bigquery__cluster_by(columns) -%}
+{% macro bigquery__clustering(columns) -%}
   {{ return(columns) }}
 {%- endmacro %}
 

@@ -8,6 +8,9 @@ imports it.
   quote, ignoring ``fieldDelimiter``, ``quote`` and ``skipLeadingRows``. BigQuery honours
   them (and skips no line by default). The platform loads each JSONL line as a single CSV
   field (delimiter ``\\x01``, no quoting), which only works if they are honoured.
+- ``CREATE TABLE t (columns) AS (SELECT ...)``: the emulator rewrites the combined form
+  (which DuckDB cannot parse) only when the query is not in parentheses; dbt-bigquery
+  writes it in parentheses for every model with an enforced contract.
 """
 
 from __future__ import annotations
@@ -47,11 +50,27 @@ def _patch_csv_loads() -> None:
     executor._load_path_into_target = load_path_into_target
 
 
+def _patch_contract_ctas() -> None:
+    from bqemulator.sql.rewriter import create_table_schema_ctas as rewriter
+    from sqlglot import exp
+
+    original = rewriter._apply_schema_ctas_rewrite
+
+    def apply(create: Any) -> bool:
+        body = create.expression
+        if isinstance(body, exp.Subquery) and isinstance(body.this, exp.Query):
+            create.set("expression", body.this)
+        return bool(original(create))
+
+    rewriter._apply_schema_ctas_rewrite = apply
+
+
 if __name__ == "__main__":
     import sys
 
     from bqemulator.cli import main
 
     _patch_csv_loads()
+    _patch_contract_ctas()
     sys.argv[0] = "bqemulator"
     sys.exit(main())

@@ -395,7 +395,7 @@ def demo_cmd(api_url: ApiUrl = None, data_dir: DataDir = None) -> None:
     """Run the main job end to end and print a summary.
 
     Against the bundled server (or --api-url): the batch, one poll, a drained consume
-    and dbt build, on embedded defaults.
+    and dbt build, on the profile's backends (embedded defaults, or --profile gcp).
     """
     from ey_platform.pipelines.demo import summarize
     from ey_platform.pipelines.stream import Stopper, poll_every

@@ -39,12 +39,14 @@ class DbtOutcome:
 
 def dbt_environment(settings: Settings) -> dict[str, str]:
     """What profiles.yml reads: the target and, locally, the warehouse file."""
-    env = {
-        "EYP_DBT_TARGET": "gcp" if settings.profile == "gcp" else "local",
-        "EYP_DUCKDB_PATH": str(settings.duckdb_path.resolve()),
-    }
+    target = "local"
+    if settings.profile == "gcp":
+        target = "gcp_emulator" if settings.gcp.bigquery_endpoint else "gcp"
+    env = {"EYP_DBT_TARGET": target, "EYP_DUCKDB_PATH": str(settings.duckdb_path.resolve())}
     if settings.gcp.project:
         env["EYP_GCP__PROJECT"] = settings.gcp.project
+    if settings.gcp.bigquery_endpoint:
+        env["EYP_GCP__BIGQUERY_ENDPOINT"] = settings.gcp.bigquery_endpoint
     env["EYP_WAREHOUSE__BIGQUERY_LOCATION"] = settings.warehouse.bigquery_location
     return env
 

@@ -1,33 +1,39 @@
 """The bus contract: every backend behaves like Pub/Sub where the pipelines rely on it.
-Parametrized over backends; the embedded one always runs."""
+Parametrized over backends (tests/contract/conftest.py): the embedded bus always, Pub/Sub
+on its emulator when it runs."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 
+from ey_platform.backends import make_bus as make_backend_bus
 from ey_platform.bus.base import Bus, Message
-from ey_platform.bus.sqlite import SQLiteBus
+from ey_platform.bus.pubsub import PubSubBus
+from ey_platform.settings import Settings
 
 BusFactory = Callable[..., Bus]
 
 
-def _sqlite(tmp_path: Path) -> BusFactory:
-    def make(**kw: object) -> Bus:
-        return SQLiteBus(tmp_path / "bus.sqlite3", **kw)  # type: ignore[arg-type]
+@pytest.fixture
+def deadline(settings: Settings) -> float:
+    """The shortest ack deadline the backend has: Pub/Sub's is 10 s."""
+    return 0.3 if settings.profile == "local" else 10.0
 
-    return make
 
-
-@pytest.fixture(params=["embedded"])
-def make_bus(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BusFactory]:
+@pytest.fixture
+def make_bus(settings: Settings) -> Iterator[BusFactory]:
     made: list[Bus] = []
 
-    def factory(**kw: object) -> Bus:
-        bus = {"embedded": _sqlite(tmp_path)}[request.param](**kw)
+    def factory(**overrides: Any) -> Bus:
+        bus = make_backend_bus(
+            settings.model_copy(update={"bus": settings.bus.model_copy(update=overrides)})
+        )
+        if isinstance(bus, PubSubBus):
+            bus.pull_timeout = 1.0  # how long an empty pull waits on the emulator
         bus.setup()
         made.append(bus)
         return bus
@@ -35,6 +41,13 @@ def make_bus(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BusFact
     yield factory
     for bus in made:
         bus.close()
+
+
+def _backlog_is_empty(bus: Bus) -> bool:
+    stats = bus.stats()
+    if stats.backlog is not None:
+        return stats.backlog == 0
+    return bus.pull(10) == []  # Pub/Sub: nothing deliverable (leases here are expired)
 
 
 def _msgs(*payloads: str, key: str = "") -> list[Message]:
@@ -51,18 +64,34 @@ def test_publish_pull_ack(make_bus: BusFactory) -> None:
     assert got[0].attributes == {"n": "a"} and got[0].delivery_attempt == 1
     assert bus.pull(10) == []  # leased
     assert bus.ack([m.ack_id for m in got]) == 3
-    assert bus.stats().backlog == 0
+    assert _backlog_is_empty(bus)
 
 
-def test_unacked_messages_are_redelivered_after_the_deadline(make_bus: BusFactory) -> None:
+def test_unacked_messages_are_redelivered_after_the_deadline(
+    make_bus: BusFactory, deadline: float
+) -> None:
+    bus = make_bus(ack_deadline=deadline)
+    bus.publish(_msgs("a"))
+    assert [m.data for m in bus.pull(10)] == [b"a"]
+    assert bus.pull(10) == []  # leased
+    time.sleep(deadline + 0.2)
+    second = bus.pull(10)
+    assert [m.data for m in second] == [b"a"]
+    assert second[0].delivery_attempt == 2
+    assert bus.ack([second[0].ack_id]) == 1
+    assert _backlog_is_empty(bus)
+
+
+def test_a_stale_ack_does_not_count(make_bus: BusFactory) -> None:
+    # Pub/Sub refuses stale acks only with exactly-once delivery, which its emulator lacks.
     bus = make_bus(ack_deadline=0.3)
+    if isinstance(bus, PubSubBus):
+        pytest.skip("the Pub/Sub emulator has no exactly-once delivery")
     bus.publish(_msgs("a"))
     first = bus.pull(10)
     time.sleep(0.4)
     second = bus.pull(10)
-    assert [m.data for m in second] == [b"a"]
-    assert second[0].delivery_attempt == 2
-    assert bus.ack([first[0].ack_id]) == 0  # a stale ack does not count
+    assert bus.ack([first[0].ack_id]) == 0
     assert bus.stats().backlog == 1
     assert bus.ack([second[0].ack_id]) == 1
 
@@ -91,15 +120,33 @@ def test_one_pull_delivers_a_key_in_order(make_bus: BusFactory) -> None:
 
 
 def test_dead_letter_after_max_attempts(make_bus: BusFactory) -> None:
-    bus = make_bus(ack_deadline=0.1, max_delivery_attempts=2)
+    bus = make_bus(max_delivery_attempts=5)  # Pub/Sub's least
     bus.publish(_msgs("poison", "fine"))
-    for _ in range(2):
+    attempts = 0
+    for _ in range(8):
         got = bus.pull(10)
+        if not got:
+            break
+        attempts = max(attempts, *(m.delivery_attempt for m in got if m.data == b"poison"))
         bus.ack([m.ack_id for m in got if m.data == b"fine"])
-        time.sleep(0.15)
-    assert bus.pull(10) == []
-    stats = bus.stats()
-    assert (stats.backlog, stats.dead_letters) == (0, 1)
+        bus.nack([m.ack_id for m in got if m.data == b"poison"])
+    assert attempts == 5
+    assert _backlog_is_empty(bus)
+    if isinstance(bus, PubSubBus):
+        # Known gap: the emulator stops delivering, as Pub/Sub does, but forwards nothing
+        # to the dead-letter topic. (Invalid messages, the common case, are forwarded by
+        # the consumer itself: see test_dead_letter_with_a_reason.)
+        pytest.xfail("the Pub/Sub emulator does not forward to the dead-letter topic")
+    assert [m.data for m in _eventually(bus.dead_letters)] == [b"poison"]
+
+
+def _eventually(look: Callable[[], list[Any]], seconds: float = 10.0) -> list[Any]:
+    """What ``look`` finds once it finds anything (Pub/Sub forwards dead letters
+    asynchronously), or [] after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not (found := look()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return found
 
 
 def test_dead_letter_with_a_reason(make_bus: BusFactory) -> None:
@@ -108,8 +155,7 @@ def test_dead_letter_with_a_reason(make_bus: BusFactory) -> None:
     bad, good = bus.pull(10)
     bus.dead_letter(bad, "cart_id: Field required")
     bus.ack([good.ack_id])
-    assert bus.stats().dead_letters == 1
-    (dead,) = bus.dead_letters()  # type: ignore[attr-defined]
+    (dead,) = _eventually(bus.dead_letters)
     assert dead.data == b"bad"
     assert dead.attributes["dead_letter_reason"] == "cart_id: Field required"
 

@@ -6,7 +6,7 @@
 -#}
 {{ config(
     partition_by=partition_by_day('order_date'),
-    cluster_by=cluster_by(['user_key', 'product_key']),
+    cluster_by=clustering(['user_key', 'product_key']),
 ) }}
 
 with events as (

@@ -38,7 +38,7 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ey_platform.errors import WarehouseError
+from ey_platform.errors import ReconciliationError, WarehouseError
 from ey_platform.lake.base import LakeObject
 from ey_platform.warehouse.base import EventRows, LoadMeta, RunRecord
 
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 RAW_ENTITIES = ("products", "users")
 _STAGE_TTL = timedelta(days=1)
+_MISMATCH = "reconciliation failed"
 
 
 def _schema(*fields: tuple[str, str, str]) -> list[bigquery.SchemaField]:
@@ -324,7 +325,15 @@ class BigQueryPartitionLoad:
                 f"SELECT line, {_string(obj.uri)} AS source FROM {self.wh.table(stage)}"
                 for stage, obj, _ in self.parts
             )
-            self.wh.run(self._script(staged))
+            try:
+                self.wh.run(self._script(staged))
+            except WarehouseError as exc:
+                if _MISMATCH in str(exc):
+                    raise ReconciliationError(
+                        f"{self.meta.entity} {self.meta.day}: landed {self.expected} records, "
+                        f"the load jobs staged a different count; nothing changed"
+                    ) from None
+                raise
             return self.expected
         finally:
             self.abort()
@@ -341,10 +350,7 @@ class BigQueryPartitionLoad:
     def _script(self, staged: str) -> str:
         m, wh = self.meta, self.wh
         day, target, quarantine = _literal(m.day), wh.table(m.entity), wh.table("_quarantine")
-        mismatch = _string(
-            f"{m.entity} {m.day}: landed {self.expected} records, staged a different count; "
-            "nothing changed"
-        )
+        mismatch = _string(f"{_MISMATCH}: {m.entity} {m.day}, {self.expected} landed")
         check = (
             f"SELECT IF((SELECT count(*) FROM ({staged})) = {self.expected}, 0, ERROR({mismatch}))"
             if staged

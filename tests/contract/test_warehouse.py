@@ -1,0 +1,146 @@
+"""The warehouse contract, for DuckDB and BigQuery (on its emulator, loading from the
+Cloud Storage emulator): replace-the-day idempotency, all-or-nothing loads, the event
+sink's exactly-once effect, the run log."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import orjson
+import pytest
+
+from ey_platform.errors import ReconciliationError
+from ey_platform.lake.base import Lake, LakeObject, part_key, put_bytes, quarantine_key
+from ey_platform.warehouse.base import EventRows, LoadMeta, RunRecord, Warehouse
+
+DAY = date(2026, 11, 26)
+NOW = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
+
+
+def _land(lake: Lake, run: str, ids: range) -> LakeObject:
+    lines = b"".join(orjson.dumps({"id": i, "title": f"t{i}", "extra": [i]}) + b"\n" for i in ids)
+    return put_bytes(lake, part_key("products", DAY, run, 0), lines, len(ids))
+
+
+def _load(wh: Warehouse, run: str, *parts: LakeObject, rejects: LakeObject | None = None) -> int:
+    load = wh.begin_load(LoadMeta("products", DAY, run, NOW))
+    try:
+        for part in parts:
+            load.add(part)
+        if rejects is not None:
+            load.add_rejects(rejects)
+        return load.commit()
+    except BaseException:
+        load.abort()
+        raise
+
+
+def _ids(wh: Warehouse) -> list[int]:
+    return [r[0] for r in wh.query(f"SELECT id FROM {_raw(wh)}.products ORDER BY id")]
+
+
+def _raw(wh: Warehouse) -> str:
+    return str(wh.raw)  # type: ignore[attr-defined]
+
+
+def test_reloading_a_day_replaces_it(lake: Lake, warehouse: Warehouse) -> None:
+    assert _load(warehouse, "run1", _land(lake, "run1", range(1, 6))) == 5
+    assert _load(warehouse, "run2", _land(lake, "run2", range(3, 9))) == 6
+    assert _ids(warehouse) == [3, 4, 5, 6, 7, 8]
+    assert warehouse.partition_runs("products", DAY) == {"run2"}
+
+
+def test_rows_keep_the_record_as_received_and_its_metadata(
+    lake: Lake, warehouse: Warehouse
+) -> None:
+    part = _land(lake, "run1", range(1, 2))
+    _load(warehouse, "run1", part)
+    ((raw, source, run, hash_),) = warehouse.query(
+        f"SELECT _raw, _source_file, _run_id, _record_hash FROM {_raw(warehouse)}.products"
+    )
+    record = raw if isinstance(raw, dict) else orjson.loads(raw)
+    assert record == {"id": 1, "title": "t1", "extra": [1]}  # unknown fields kept
+    assert (source, run) == (part.uri, "run1")
+    assert len(hash_) == 32
+
+
+def test_a_count_mismatch_changes_nothing(lake: Lake, warehouse: Warehouse) -> None:
+    _load(warehouse, "run1", _land(lake, "run1", range(1, 4)))
+    good = _land(lake, "run2", range(10, 15))
+    lying = LakeObject(good.key, good.uri, good.records + 1, good.size, good.sha256)
+    with pytest.raises(ReconciliationError):
+        _load(warehouse, "run2", lying)
+    assert _ids(warehouse) == [1, 2, 3]
+
+
+def test_an_aborted_load_changes_nothing(lake: Lake, warehouse: Warehouse) -> None:
+    _load(warehouse, "run1", _land(lake, "run1", range(1, 4)))
+    load = warehouse.begin_load(LoadMeta("products", DAY, "run2", NOW))
+    load.add(_land(lake, "run2", range(7, 9)))
+    load.abort()
+    assert _ids(warehouse) == [1, 2, 3]
+
+
+def test_the_quarantine_of_a_day_is_replaced_with_it(lake: Lake, warehouse: Warehouse) -> None:
+    def rejects(run: str, n: int) -> LakeObject:
+        lines = b"".join(
+            orjson.dumps({"reason": f"price: bad {i}", "record": {"id": i}}) + b"\n"
+            for i in range(n)
+        )
+        return put_bytes(lake, quarantine_key("products", DAY, run), lines, n)
+
+    _load(warehouse, "run1", _land(lake, "run1", range(1, 3)), rejects=rejects("run1", 2))
+    _load(warehouse, "run2", _land(lake, "run2", range(1, 3)), rejects=rejects("run2", 1))
+    rows = warehouse.query(
+        f"SELECT entity, _run_id, reason FROM {_raw(warehouse)}._quarantine ORDER BY reason"
+    )
+    assert [tuple(r) for r in rows] == [("products", "run2", "price: bad 0")]
+
+
+def _event(event_id: str, cart_id: int, version: int, kind: str = "cart_created") -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "event_type": kind,
+            "schema_version": 1,
+            "cart_id": cart_id,
+            "cart_version": version,
+            "content_hash": "h" + event_id,
+            "cart": None if kind == "cart_deleted" else {"id": cart_id, "userId": 1},
+            "extracted_at": "2026-11-26T10:00:00+00:00",
+            "published_at": "2026-11-26T10:00:01+00:00",
+        }
+    )
+
+
+def _batch(*events: bytes) -> EventRows:
+    return EventRows(list(events), [f"m{i}" for i in range(len(events))], [NOW for _ in events])
+
+
+def test_the_event_sink_lands_each_event_once(warehouse: Warehouse) -> None:
+    sink = warehouse.event_sink()
+    batch = _batch(_event("e1", 1, 1), _event("e2", 2, 1), _event("e2", 2, 1))
+    assert sink.write(batch) == 2  # a duplicate inside the batch lands once
+    assert sink.write(batch) == 0  # a redelivered batch lands nothing
+    assert sink.write(_batch(_event("e3", 1, 2, "cart_deleted"), _event("e1", 1, 1))) == 1
+    sink.release()
+    rows = warehouse.query(
+        f"SELECT event_id, event_type, cart IS NULL, _event_date "
+        f"FROM {_raw(warehouse)}.carts_events ORDER BY event_id"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("e1", "cart_created", False, DAY),
+        ("e2", "cart_created", False, DAY),
+        ("e3", "cart_deleted", True, DAY),
+    ]
+
+
+def test_a_run_is_recorded_once_with_its_last_state(warehouse: Warehouse) -> None:
+    run = RunRecord("run1", "batch", "users", DAY, NOW, "api")
+    warehouse.record_run(run)
+    run.status, run.finished_at, run.loaded, run.error = "failed", NOW, 0, "it's broken"
+    warehouse.record_run(run)
+    rows = warehouse.query(
+        f"SELECT run_id, status, loaded, error FROM {_raw(warehouse)}._pipeline_runs"
+    )
+    assert [tuple(r) for r in rows] == [("run1", "failed", 0, "it's broken")]
