@@ -6,6 +6,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# checkov has its own virtualenv: its many pins must not constrain the product.
+CHECKOV_VERSION := 3.3.30
+CHECKOV := .tools/checkov
+CHECKOV_STAMP := $(CHECKOV)/.installed-$(CHECKOV_VERSION)
 
 .PHONY: help setup demo demo-gcp emulators test lint format bench clean
 
@@ -18,6 +22,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev,gcp]"
 	touch $(STAMP)
 
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV)
+	$(CHECKOV)/bin/pip install --quiet "checkov==$(CHECKOV_VERSION)"
+	touch $(CHECKOV_STAMP)
+
 setup: $(STAMP) ## Create .venv with the machine's python3 and install the project.
 
 demo: setup ## Run the main job end to end, offline, on embedded defaults.
@@ -29,7 +38,7 @@ demo-gcp: setup ## The same demo on the Google Cloud emulators (production code 
 emulators: ## Start the Google Cloud emulators (scripts/emulators.sh stop|status|env).
 	scripts/emulators.sh start
 
-test: setup ## Run the test suite, the emulator half included when they can start.
+test: setup $(CHECKOV_STAMP) ## Run the test suite, the emulator half included when they can start.
 	scripts/emulators.sh run $(BIN)/pytest
 
 lint: setup ## ruff check, ruff format --check, mypy.
@@ -47,4 +56,4 @@ bench: setup ## Run the benchmarks and rewrite bench/RESULTS.md.
 
 clean: ## Remove the virtualenv, caches and local data.
 	-scripts/emulators.sh stop
-	rm -rf $(VENV) .emulators data .pytest_cache .mypy_cache .ruff_cache dbt/target dbt/logs
+	rm -rf $(VENV) .emulators .tools data .pytest_cache .mypy_cache .ruff_cache dbt/target dbt/logs
