@@ -75,8 +75,10 @@ class PubSubBus:
         self.dead_letter_subscription = subscriber.subscription_path(
             project, f"{dead_letter_topic}-sub"
         )
-        self.ack_deadline = int(min(max(ack_deadline, _DEADLINE_RANGE[0]), _DEADLINE_RANGE[1]))
-        self.max_delivery_attempts = min(max(max_delivery_attempts, _ATTEMPTS_RANGE[0]), 100)
+        self.ack_deadline = int(_bounded("ack_deadline", ack_deadline, _DEADLINE_RANGE))
+        self.max_delivery_attempts = int(
+            _bounded("max_delivery_attempts", max_delivery_attempts, _ATTEMPTS_RANGE)
+        )
         self.exactly_once = exactly_once
         self.pull_timeout = pull_timeout
 
@@ -226,6 +228,18 @@ class PubSubBus:
 
     def close(self) -> None:
         self.publisher.stop()  # sends what is batched, then refuses new messages
+
+
+def _bounded(name: str, value: float, bounds: tuple[int, int]) -> float:
+    """``value`` within what Pub/Sub accepts, saying so when it had to move it."""
+    low, high = bounds
+    if low <= value <= high:
+        return value
+    moved = min(max(value, low), high)
+    log.warning(
+        "pubsub: %s=%s is outside Pub/Sub's range %s-%s; using %s", name, value, low, high, moved
+    )
+    return moved
 
 
 def _utc(value: Any) -> datetime:
