@@ -43,8 +43,13 @@ SERVICES=(bigquery storage pubsub)
 say() { printf 'emulators: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
+# What an installed venv was made from: the pins and the patches' content.
+installed_marker() {
+    printf '%s %s' "${PINS[*]}" "$(cat "$ROOT/scripts/emulator_patches/"*.py | sha256sum)"
+}
+
 install() {
-    if [[ -f "$VENV/.installed" && "$(cat "$VENV/.installed")" == "${PINS[*]} $(sha256sum "$ROOT/scripts/emulator_patches/"*.py)" ]]; then
+    if [[ -f "$VENV/.installed" && "$(cat "$VENV/.installed")" == "$(installed_marker)" ]]; then
         return
     fi
     say "installing ${PINS[*]} into $VENV"
@@ -62,7 +67,7 @@ install() {
     local site
     site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
     cp "$ROOT/scripts/emulator_patches/eyp_bqemulator_patches.py" "$site/"
-    printf '%s' "${PINS[*]} $(sha256sum "$ROOT/scripts/emulator_patches/"*.py)" > "$VENV/.installed"
+    installed_marker > "$VENV/.installed"
 }
 
 free_port() {

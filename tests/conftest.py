@@ -22,6 +22,11 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[N
     for key in list(os.environ):
         if key.startswith("EYP_"):
             monkeypatch.delenv(key)
+    # Google's credential lookup never probes the metadata server from a test: the only
+    # addresses tests reach are on loopback.
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
     monkeypatch.chdir(tmp_path)
     return
 

@@ -21,79 +21,88 @@ locals {
   sa = { for name, account in google_service_account.job : name => "serviceAccount:${account.email}" }
 }
 
-# -- batch: writes and reads lake objects (no delete), loads bq_raw ---------------------
-resource "google_storage_bucket_iam_member" "batch_create" {
-  bucket = google_storage_bucket.raw.name
-  role   = "roles/storage.objectCreator"
-  member = local.sa.batch
+# Every grant, by resource: which job, which role, and why.
+locals {
+  bucket_grants = {
+    batch_create  = { job = "batch", role = "roles/storage.objectCreator" }  # lake parts, manifests
+    batch_read    = { job = "batch", role = "roles/storage.objectViewer" }   # --from-lake; load jobs read as the job
+    poller_create = { job = "poller", role = "roles/storage.objectCreator" } # rejected carts' quarantine
+  }
+  raw_dataset_grants = {
+    batch     = { job = "batch", role = "roles/bigquery.dataEditor" }     # staging tables, the day's DML
+    consumer  = { job = "consumer", role = "roles/bigquery.dataEditor" }  # the MERGE into carts_events
+    transform = { job = "transform", role = "roles/bigquery.dataViewer" } # dbt reads the sources
+  }
+  analytics_dataset_grants = {
+    transform = { job = "transform", role = "roles/bigquery.dataEditor" } # dbt builds the marts
+  }
+  topic_grants = {
+    poller = { job = "poller", role = "roles/pubsub.publisher" }
+  }
+  dead_letter_topic_grants = {
+    consumer = { job = "consumer", role = "roles/pubsub.publisher" } # invalid messages, with their reason
+  }
+  subscription_grants = {
+    consumer = { job = "consumer", role = "roles/pubsub.subscriber" }
+  }
+  # Running queries and load jobs is a project-level permission in BigQuery.
+  project_grants = {
+    batch     = { job = "batch", role = "roles/bigquery.jobUser" }
+    consumer  = { job = "consumer", role = "roles/bigquery.jobUser" }
+    transform = { job = "transform", role = "roles/bigquery.jobUser" }
+  }
 }
 
-resource "google_storage_bucket_iam_member" "batch_read" {
-  bucket = google_storage_bucket.raw.name
-  role   = "roles/storage.objectViewer" # --from-lake, and load jobs read as the job's identity
-  member = local.sa.batch
+resource "google_storage_bucket_iam_member" "raw" {
+  for_each = local.bucket_grants
+  bucket   = google_storage_bucket.raw.name
+  role     = each.value.role
+  member   = local.sa[each.value.job]
 }
 
-resource "google_bigquery_dataset_iam_member" "batch_raw" {
+resource "google_bigquery_dataset_iam_member" "raw" {
+  for_each   = local.raw_dataset_grants
   dataset_id = google_bigquery_dataset.raw.dataset_id
-  role       = "roles/bigquery.dataEditor" # load jobs, staging tables, the day's DML
-  member     = local.sa.batch
+  role       = each.value.role
+  member     = local.sa[each.value.job]
 }
 
-# -- poller: publishes events, writes rejected carts to the lake's quarantine ------------
-resource "google_pubsub_topic_iam_member" "poller_publish" {
-  topic  = google_pubsub_topic.events.id
-  role   = "roles/pubsub.publisher"
-  member = local.sa.poller
-}
-
-resource "google_storage_bucket_iam_member" "poller_create" {
-  bucket = google_storage_bucket.raw.name
-  role   = "roles/storage.objectCreator"
-  member = local.sa.poller
-}
-
-# -- consumer: pulls and acks, dead-letters invalid messages, writes carts_events --------
-resource "google_pubsub_subscription_iam_member" "consumer_pull" {
-  subscription = google_pubsub_subscription.events.id
-  role         = "roles/pubsub.subscriber"
-  member       = local.sa.consumer
-}
-
-resource "google_pubsub_topic_iam_member" "consumer_dead_letter" {
-  topic  = google_pubsub_topic.dead_letters.id
-  role   = "roles/pubsub.publisher"
-  member = local.sa.consumer
-}
-
-resource "google_bigquery_dataset_iam_member" "consumer_raw" {
-  dataset_id = google_bigquery_dataset.raw.dataset_id
-  role       = "roles/bigquery.dataEditor" # the MERGE into carts_events
-  member     = local.sa.consumer
-}
-
-# -- transform: reads bq_raw, builds bq_analytics -----------------------------------------
-resource "google_bigquery_dataset_iam_member" "transform_raw" {
-  dataset_id = google_bigquery_dataset.raw.dataset_id
-  role       = "roles/bigquery.dataViewer"
-  member     = local.sa.transform
-}
-
-resource "google_bigquery_dataset_iam_member" "transform_analytics" {
+resource "google_bigquery_dataset_iam_member" "analytics" {
+  for_each   = local.analytics_dataset_grants
   dataset_id = google_bigquery_dataset.analytics.dataset_id
-  role       = "roles/bigquery.dataEditor"
-  member     = local.sa.transform
+  role       = each.value.role
+  member     = local.sa[each.value.job]
 }
 
-# -- running queries and load jobs is a project-level permission in BigQuery --------------
+resource "google_pubsub_topic_iam_member" "events" {
+  for_each = local.topic_grants
+  topic    = google_pubsub_topic.events.id
+  role     = each.value.role
+  member   = local.sa[each.value.job]
+}
+
+resource "google_pubsub_topic_iam_member" "dead_letters" {
+  for_each = local.dead_letter_topic_grants
+  topic    = google_pubsub_topic.dead_letters.id
+  role     = each.value.role
+  member   = local.sa[each.value.job]
+}
+
+resource "google_pubsub_subscription_iam_member" "events" {
+  for_each     = local.subscription_grants
+  subscription = google_pubsub_subscription.events.id
+  role         = each.value.role
+  member       = local.sa[each.value.job]
+}
+
 resource "google_project_iam_member" "job_user" {
-  for_each = toset(["batch", "consumer", "transform"])
+  for_each = local.project_grants
   project  = var.project
-  role     = "roles/bigquery.jobUser"
-  member   = local.sa[each.key]
+  role     = each.value.role
+  member   = local.sa[each.value.job]
 }
 
-# -- the scheduler may start the jobs, nothing else ---------------------------------------
+# The scheduler may start the jobs, nothing else.
 resource "google_cloud_run_v2_job_iam_member" "scheduler_runs" {
   for_each = google_cloud_run_v2_job.job
   name     = each.value.name

@@ -35,10 +35,11 @@ locals {
     poller    = var.stream_restart_schedule
     consumer  = var.stream_restart_schedule
   }
-  app_env = {
+  # What the application needs to find this environment (also an output, for a run by
+  # hand), and what the jobs add to it.
+  settings = {
     EYP_PROFILE                      = "gcp"
     EYP_GCP__PROJECT                 = var.project
-    EYP_API_URL                      = var.api_url
     EYP_LAKE__BUCKET                 = google_storage_bucket.raw.name
     EYP_WAREHOUSE__RAW_DATASET       = google_bigquery_dataset.raw.dataset_id
     EYP_WAREHOUSE__ANALYTICS_DATASET = google_bigquery_dataset.analytics.dataset_id
@@ -46,10 +47,13 @@ locals {
     EYP_BUS__TOPIC                   = google_pubsub_topic.events.name
     EYP_BUS__SUBSCRIPTION            = google_pubsub_subscription.events.name
     EYP_BUS__DEAD_LETTER_TOPIC       = google_pubsub_topic.dead_letters.name
-    EYP_BUS__ACK_DEADLINE            = tostring(var.ack_deadline_seconds)
-    EYP_BUS__MAX_DELIVERY_ATTEMPTS   = tostring(var.max_delivery_attempts)
-    EYP_DATA_DIR                     = "/tmp/ey-platform"
   }
+  app_env = merge(local.settings, {
+    EYP_API_URL                    = var.api_url
+    EYP_BUS__ACK_DEADLINE          = tostring(var.ack_deadline_seconds)
+    EYP_BUS__MAX_DELIVERY_ATTEMPTS = tostring(var.max_delivery_attempts)
+    EYP_DATA_DIR                   = "/tmp/ey-platform"
+  })
 }
 
 resource "google_cloud_run_v2_job" "job" {

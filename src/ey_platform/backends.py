@@ -48,10 +48,11 @@ def make_bus(settings: Settings) -> Bus:
         from ey_platform import gcp
         from ey_platform.bus.pubsub import PubSubBus
 
+        project = gcp.project(settings)
         return PubSubBus(
             gcp.publisher_client(settings),
             gcp.subscriber_client(settings),
-            gcp.project(settings),
+            project,
             bus.topic,
             bus.subscription,
             bus.dead_letter_topic,

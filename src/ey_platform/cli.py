@@ -421,7 +421,7 @@ def _print_summary(summary: Any) -> None:
     verdict = "[green]reconciled[/green]" if summary.reconciled else "[red]MISMATCH[/red]"
     console.print(
         f"Carts: {summary.source_carts:,} at the source = {summary.event_carts:,} "
-        f"in bq_raw.carts_events (latest, deletions applied) = "
+        f"in {summary.events_table} (latest, deletions applied) = "
         f"{summary.fact_carts:,} in fact_orders: {verdict}"
     )
     revenue = Table("category", "items", "revenue", title="Revenue by category")

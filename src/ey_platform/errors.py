@@ -33,5 +33,9 @@ class WarehouseError(PlatformError):
     """The warehouse refused an operation or is busy beyond the allowed wait."""
 
 
+class BusError(PlatformError):
+    """The message bus refused an operation."""
+
+
 class PipelineBusy(PlatformError):
     """Another run of the same pipeline holds the lock."""

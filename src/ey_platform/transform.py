@@ -38,7 +38,8 @@ class DbtOutcome:
 
 
 def dbt_environment(settings: Settings) -> dict[str, str]:
-    """What profiles.yml reads: the target and, locally, the warehouse file."""
+    """What profiles.yml and the sources read: the target, the datasets and, locally,
+    the warehouse file."""
     target = "local"
     if settings.profile == "gcp":
         target = "gcp_emulator" if settings.gcp.bigquery_endpoint else "gcp"
@@ -48,6 +49,8 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
     if settings.gcp.bigquery_endpoint:
         env["EYP_GCP__BIGQUERY_ENDPOINT"] = settings.gcp.bigquery_endpoint
     env["EYP_WAREHOUSE__BIGQUERY_LOCATION"] = settings.warehouse.bigquery_location
+    env["EYP_WAREHOUSE__RAW_DATASET"] = settings.warehouse.raw_dataset
+    env["EYP_WAREHOUSE__ANALYTICS_DATASET"] = settings.warehouse.analytics_dataset
     return env
 
 

@@ -28,7 +28,9 @@ _REQUIRED = os.environ.get("EYP_REQUIRE_EMULATORS") == "1"
 BACKENDS = ["local", "gcp-emulators"]
 
 
-def _emulator_env() -> dict[str, str]:
+@pytest.fixture(scope="session")
+def emulator_env() -> dict[str, str]:
+    """The settings that point the platform at the running emulators."""
     if not _ENV_FILE or not Path(_ENV_FILE).is_file():
         message = "the Google Cloud emulators are not running (make test starts them)"
         if _REQUIRED:
@@ -49,7 +51,7 @@ def settings(
     """Settings for one backend set, with names no other test uses."""
     monkeypatch.setenv("EYP_DATA_DIR", str(tmp_path / "data"))
     if request.param == "gcp-emulators":
-        for key, value in _emulator_env().items():
+        for key, value in request.getfixturevalue("emulator_env").items():
             monkeypatch.setenv(key, value)
         tag = uuid.uuid4().hex[:10]
         monkeypatch.setenv("EYP_LAKE__BUCKET", f"eyp-test-{tag}")

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.contract.conftest import _emulator_env
-
 pytestmark = pytest.mark.slow
 
 
@@ -30,8 +28,9 @@ def _summary(tmp_path: Path, extra_env: dict[str, str]) -> str:
     return done.stdout[done.stdout.index("Rows at every layer") :]
 
 
-def test_the_demo_on_the_emulators_prints_the_local_figures(tmp_path: Path) -> None:
-    gcp = _emulator_env()
+def test_the_demo_on_the_emulators_prints_the_local_figures(
+    tmp_path: Path, emulator_env: dict[str, str]
+) -> None:
     local = _summary(tmp_path / "local", {})
     assert "reconciled" in local and "total" in local
-    assert _summary(tmp_path / "gcp", gcp) == local
+    assert _summary(tmp_path / "gcp", emulator_env) == local

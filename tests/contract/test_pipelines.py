@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 def test_batch_reruns_leave_the_warehouse_as_one_run(
     fakestore: FakeStore, lake: Lake, warehouse: Warehouse
 ) -> None:
-    raw = warehouse.raw  # type: ignore[attr-defined]
+    raw = warehouse.raw
     with FakeStoreClient(fakestore.url) as client:
         pipeline = BatchPipeline(lake, warehouse, client)
         first = pipeline.run(["products", "users"], DAY)
@@ -42,7 +42,7 @@ def test_batch_reruns_leave_the_warehouse_as_one_run(
 def test_stream_lands_every_cart_once_despite_a_crash_before_the_ack(
     fakestore: FakeStore, settings: Settings, lake: Lake, warehouse: Warehouse, bus: Bus
 ) -> None:
-    raw = warehouse.raw  # type: ignore[attr-defined]
+    raw = warehouse.raw
     state = PollerState(settings.poller_state_path)
     with FakeStoreClient(fakestore.url) as client:
         poller = CartPoller(client, bus, state, lake)

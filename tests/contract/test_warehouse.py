@@ -36,11 +36,7 @@ def _load(wh: Warehouse, run: str, *parts: LakeObject, rejects: LakeObject | Non
 
 
 def _ids(wh: Warehouse) -> list[int]:
-    return [r[0] for r in wh.query(f"SELECT id FROM {_raw(wh)}.products ORDER BY id")]
-
-
-def _raw(wh: Warehouse) -> str:
-    return str(wh.raw)  # type: ignore[attr-defined]
+    return [r[0] for r in wh.query(f"SELECT id FROM {wh.raw}.products ORDER BY id")]
 
 
 def test_reloading_a_day_replaces_it(lake: Lake, warehouse: Warehouse) -> None:
@@ -56,7 +52,7 @@ def test_rows_keep_the_record_as_received_and_its_metadata(
     part = _land(lake, "run1", range(1, 2))
     _load(warehouse, "run1", part)
     ((raw, source, run, hash_),) = warehouse.query(
-        f"SELECT _raw, _source_file, _run_id, _record_hash FROM {_raw(warehouse)}.products"
+        f"SELECT _raw, _source_file, _run_id, _record_hash FROM {warehouse.raw}.products"
     )
     record = raw if isinstance(raw, dict) else orjson.loads(raw)
     assert record == {"id": 1, "title": "t1", "extra": [1]}  # unknown fields kept
@@ -92,7 +88,7 @@ def test_the_quarantine_of_a_day_is_replaced_with_it(lake: Lake, warehouse: Ware
     _load(warehouse, "run1", _land(lake, "run1", range(1, 3)), rejects=rejects("run1", 2))
     _load(warehouse, "run2", _land(lake, "run2", range(1, 3)), rejects=rejects("run2", 1))
     rows = warehouse.query(
-        f"SELECT entity, _run_id, reason FROM {_raw(warehouse)}._quarantine ORDER BY reason"
+        f"SELECT entity, _run_id, reason FROM {warehouse.raw}._quarantine ORDER BY reason"
     )
     assert [tuple(r) for r in rows] == [("products", "run2", "price: bad 0")]
 
@@ -126,7 +122,7 @@ def test_the_event_sink_lands_each_event_once(warehouse: Warehouse) -> None:
     sink.release()
     rows = warehouse.query(
         f"SELECT event_id, event_type, cart IS NULL, _event_date "
-        f"FROM {_raw(warehouse)}.carts_events ORDER BY event_id"
+        f"FROM {warehouse.raw}.carts_events ORDER BY event_id"
     )
     assert [tuple(r) for r in rows] == [
         ("e1", "cart_created", False, DAY),
@@ -141,6 +137,6 @@ def test_a_run_is_recorded_once_with_its_last_state(warehouse: Warehouse) -> Non
     run.status, run.finished_at, run.loaded, run.error = "failed", NOW, 0, "it's broken"
     warehouse.record_run(run)
     rows = warehouse.query(
-        f"SELECT run_id, status, loaded, error FROM {_raw(warehouse)}._pipeline_runs"
+        f"SELECT run_id, status, loaded, error FROM {warehouse.raw}._pipeline_runs"
     )
     assert [tuple(r) for r in rows] == [("run1", "failed", 0, "it's broken")]

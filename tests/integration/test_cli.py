@@ -38,6 +38,12 @@ def test_config_masks_secrets_and_shows_overrides() -> None:
     assert shown["bus"]["topic"] == "carts-events"
 
 
+def test_the_profile_flag_moves_every_setting_read() -> None:
+    result = run("--profile", "gcp", "config")
+    assert result.returncode == 0, result.stderr
+    assert orjson.loads(result.stdout)["profile"] == "gcp"
+
+
 @pytest.mark.parametrize(
     ("args", "env", "needle"),
     [
@@ -45,8 +51,9 @@ def test_config_masks_secrets_and_shows_overrides() -> None:
         (["config"], {"EYP_HTTP__MAX_ATTEMPTS": "0"}, "EYP_HTTP__MAX_ATTEMPTS"),
         (["config", "--api-url", "ftp://x"], {}, "EYP_API_URL: Value error, must start with"),
         (["fakestore", "serve", "--faults", "boom=1"], {}, "--faults: fault 'boom=1'"),
+        (["--profile", "gcp", "batch"], {}, "EYP_GCP__PROJECT: required with profile gcp"),
     ],
-    ids=["profile", "nested", "url", "faults"],
+    ids=["profile", "nested", "url", "faults", "gcp-project"],
 )
 def test_bad_configuration_is_one_line_and_exit_2(
     args: list[str], env: dict[str, str], needle: str

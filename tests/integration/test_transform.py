@@ -203,3 +203,25 @@ def test_a_line_of_an_unknown_product_fails_the_build_at_the_contract(platform: 
         TransformError, match=r"fact_orders: .*NOT NULL constraint failed: .*product_key"
     ):
         platform.transform()
+
+
+def test_dataset_settings_move_every_layer(tmp_path: Path) -> None:
+    from ey_platform.pipelines.demo import summarize
+
+    app = create_app(Catalog())
+    with serve_in_thread(app) as url:
+        cfg = load_settings(
+            api_url=url,
+            data_dir=tmp_path / "data",
+            warehouse={"raw_dataset": "landing", "analytics_dataset": "marts"},
+        )
+        Platform(cfg, app.state.fakestore.catalog).everything()
+        with FakeStoreClient(url) as client:
+            summary = summarize(make_warehouse(cfg), client)
+    assert summary.reconciled and summary.source_carts == 7
+    assert summary.events_table == "landing.carts_events"
+    assert {name.split(".")[0] for _, name, _ in summary.layers} == {"landing", "marts"}
+    schemas = make_warehouse(cfg).query(
+        "SELECT DISTINCT table_schema FROM information_schema.tables ORDER BY 1"
+    )
+    assert [s for (s,) in schemas] == ["landing", "marts"]

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 hcl2 = pytest.importorskip("hcl2")
@@ -70,10 +71,19 @@ def test_terraform_names_are_the_settings_defaults() -> None:
     assert defaults["api_url"] == settings.api_url
 
 
+def _locals(name: str) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for block in _load(name)["locals"]:
+        merged |= {k: v for k, v in block.items() if not k.startswith("__")}
+    return merged
+
+
 def test_the_jobs_environment_is_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    env = _load("run.tf")["locals"][0]["app_env"]
-    assert env["EYP_PROFILE"] == "gcp"
-    for key in env:
+    local = _locals("run.tf")
+    assert local["app_env"].startswith("${merge(local.settings, {")
+    names = [*local["settings"], *re.findall(r"(EYP_\w+) =", local["app_env"])]
+    assert local["settings"]["EYP_PROFILE"] == "gcp"
+    for key in names:
         monkeypatch.setenv(key, "1" if key.endswith(("DEADLINE", "ATTEMPTS")) else "x")
     monkeypatch.setenv("EYP_API_URL", "https://fakestoreapi.com")
     monkeypatch.setenv("EYP_PROFILE", "gcp")
@@ -82,22 +92,20 @@ def test_the_jobs_environment_is_valid_settings(monkeypatch: pytest.MonkeyPatch)
 
 def test_raw_table_schemas_match_the_bigquery_backend() -> None:
     pytest.importorskip("google.cloud.bigquery")
-    from ey_platform.warehouse.bigquery import _tables
+    from ey_platform.warehouse.bigquery import TABLES_FILE, _schema, _tables
 
-    local = _load("bigquery.tf")["locals"][0]
-    shared = local["raw_entity_schema"]
-    terraform = {
-        name: {
-            "schema": shared if spec["schema"] == "${local.raw_entity_schema}" else spec["schema"],
-            "partition": spec["partition"],
-            "cluster": spec["cluster"],
-        }
-        for name, spec in local["raw_tables"].items()
-    }
+    found = re.fullmatch(
+        r'\$\{jsondecode\(file\("\$\{path\.module\}/(.+)"\)\)\}',
+        _locals("bigquery.tf")["raw_tables"],
+    )
+    assert found, "raw_tables is not read from a file"
+    terraform = orjson.loads((TF / found.group(1)).read_bytes())
+    assert (TF / found.group(1)).resolve() == TABLES_FILE.resolve()
     app = {
         name: {
             "schema": [
-                {"name": f.name, "type": f.field_type, "mode": f.mode} for f in spec["schema"]
+                {"name": f.name, "type": f.field_type, "mode": f.mode}
+                for f in _schema(spec["schema"])
             ],
             "partition": spec["partition"],
             "cluster": spec["cluster"],
@@ -105,6 +113,7 @@ def test_raw_table_schemas_match_the_bigquery_backend() -> None:
         for name, spec in _tables().items()
     }
     assert terraform == app
+    assert set(app) == {"products", "users", "carts_events", "_quarantine", "_pipeline_runs"}
 
 
 _GRANTS = {
@@ -132,17 +141,13 @@ _GRANTS = {
 
 def test_each_identity_has_exactly_its_roles() -> None:
     granted: dict[str, set[str]] = {name: set() for name in _GRANTS}
+    for name, grants in _locals("iam.tf").items():
+        if name.endswith("_grants"):
+            for grant in grants.values():
+                granted[grant["job"]].add(grant["role"])
     for kind, _, body in _resources("iam.tf"):
-        if not kind.endswith("_iam_member"):
-            continue
-        member = body["member"]
-        names = re.findall(r"local\.sa\.(\w+)", member) or re.findall(
-            r"local\.sa\[each\.key\]", member
-        )
-        if "each.key" in member:
-            names = sorted(body["for_each"].strip("${}").split('"')[1::2])
-        for name in names:
-            granted[name].add(body["role"])
+        if kind.endswith("_iam_member") and body["member"].startswith("${local.sa."):
+            granted[body["member"].removeprefix("${local.sa.").rstrip("}")].add(body["role"])
     assert granted == _GRANTS
 
 

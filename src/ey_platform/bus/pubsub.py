@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ey_platform.bus.base import BusStats, Message, Received
-from ey_platform.errors import PlatformError
+from ey_platform.errors import BusError
+from ey_platform.gcp import api_errors, describe
 
 if TYPE_CHECKING:
     import google.cloud.pubsub_v1 as pubsub_v1
@@ -43,10 +45,7 @@ log = logging.getLogger(__name__)
 # Pub/Sub bounds the ack deadline to [10, 600] s and the delivery attempts to [5, 100].
 _DEADLINE_RANGE = (10, 600)
 _ATTEMPTS_RANGE = (5, 100)
-
-
-class BusError(PlatformError):
-    """Pub/Sub refused an operation."""
+_ACK_ATTEMPTS = 3
 
 
 class PubSubBus:
@@ -85,47 +84,50 @@ class PubSubBus:
     # -- administration -------------------------------------------------------------
 
     def setup(self) -> None:
+        publisher, subscriber = self.publisher, self.subscriber
+        with api_errors(BusError, "Pub/Sub setup"):
+            for topic in (self.topic, self.dead_letter_topic):
+                self._ensure(
+                    partial(publisher.get_topic, topic=topic),
+                    partial(publisher.create_topic, name=topic),
+                    topic,
+                )
+            dead = {"name": self.dead_letter_subscription, "topic": self.dead_letter_topic}
+            self._ensure(
+                partial(subscriber.get_subscription, subscription=dead["name"]),
+                partial(subscriber.create_subscription, request=dead),
+                dead["name"],
+            )
+            main = {
+                "name": self.subscription,
+                "topic": self.topic,
+                "ack_deadline_seconds": self.ack_deadline,
+                "enable_message_ordering": True,
+                "enable_exactly_once_delivery": self.exactly_once,
+                "dead_letter_policy": {
+                    "dead_letter_topic": self.dead_letter_topic,
+                    "max_delivery_attempts": self.max_delivery_attempts,
+                },
+            }
+            self._ensure(
+                partial(subscriber.get_subscription, subscription=self.subscription),
+                partial(subscriber.create_subscription, request=main),
+                self.subscription,
+            )
+
+    @staticmethod
+    def _ensure(get: Callable[[], Any], create: Callable[[], Any], what: str) -> None:
+        """Create ``what`` if it is missing; without permission to look, leave it to
+        Terraform."""
         from google.api_core.exceptions import AlreadyExists, NotFound, PermissionDenied
 
-        def ensure(get: Any, create: Any, what: str) -> None:
-            try:
-                get()
-            except NotFound:
-                with contextlib.suppress(AlreadyExists):  # created meanwhile elsewhere
-                    create()
-            except PermissionDenied:
-                log.debug("pubsub.setup: no permission to inspect %s; assuming Terraform", what)
-
-        for topic in (self.topic, self.dead_letter_topic):
-            ensure(
-                lambda t=topic: self.publisher.get_topic(topic=t),
-                lambda t=topic: self.publisher.create_topic(name=t),
-                topic,
-            )
-        ensure(
-            lambda: self.subscriber.get_subscription(subscription=self.dead_letter_subscription),
-            lambda: self.subscriber.create_subscription(
-                request={"name": self.dead_letter_subscription, "topic": self.dead_letter_topic}
-            ),
-            self.dead_letter_subscription,
-        )
-        ensure(
-            lambda: self.subscriber.get_subscription(subscription=self.subscription),
-            lambda: self.subscriber.create_subscription(
-                request={
-                    "name": self.subscription,
-                    "topic": self.topic,
-                    "ack_deadline_seconds": self.ack_deadline,
-                    "enable_message_ordering": True,
-                    "enable_exactly_once_delivery": self.exactly_once,
-                    "dead_letter_policy": {
-                        "dead_letter_topic": self.dead_letter_topic,
-                        "max_delivery_attempts": self.max_delivery_attempts,
-                    },
-                }
-            ),
-            self.subscription,
-        )
+        try:
+            get()
+        except NotFound:
+            with contextlib.suppress(AlreadyExists):  # created meanwhile elsewhere
+                create()
+        except PermissionDenied:
+            log.debug("pubsub.setup: no permission to inspect %s; assuming Terraform", what)
 
     # -- publishing -----------------------------------------------------------------
 
@@ -143,7 +145,7 @@ class PubSubBus:
             for key in {m.ordering_key for m in messages if m.ordering_key}:
                 self.publisher.resume_publish(topic, key)
             futures.wait([f for f in pending if not f.done()])
-            raise BusError(f"publish to {topic} failed: {exc}") from exc
+            raise BusError(f"publish to {topic} failed: {describe(exc)}") from exc
 
     # -- consuming ------------------------------------------------------------------
 
@@ -153,14 +155,15 @@ class PubSubBus:
     def _pull(self, subscription: str, max_messages: int) -> list[Received]:
         from google.api_core.exceptions import DeadlineExceeded
 
-        try:
-            response = self.subscriber.pull(
-                subscription=subscription,
-                max_messages=max_messages,
-                timeout=self.pull_timeout,
-            )
-        except DeadlineExceeded:  # nothing arrived within the timeout
-            return []
+        with api_errors(BusError, f"pull from {subscription}"):
+            try:
+                response = self.subscriber.pull(
+                    subscription=subscription,
+                    max_messages=max_messages,
+                    timeout=self.pull_timeout,
+                )
+            except DeadlineExceeded:  # nothing arrived within the timeout
+                return []
         return [
             Received(
                 ack_id=r.ack_id,
@@ -176,26 +179,38 @@ class PubSubBus:
         ]
 
     def ack(self, ack_ids: Sequence[str]) -> int:
-        if not ack_ids:
-            return 0
         from google.api_core.exceptions import GoogleAPICallError
 
-        try:
-            self.subscriber.acknowledge(subscription=self.subscription, ack_ids=list(ack_ids))
-        except GoogleAPICallError as exc:
-            # With exactly-once delivery, acks of expired leases are refused: they will be
-            # redelivered, and the sink skips what it already stored.
-            failed = _failed_ack_ids(exc)
-            if failed is None:
-                raise BusError(f"ack on {self.subscription} failed: {exc}") from exc
-            return len(ack_ids) - len(failed)
-        return len(ack_ids)
+        pending, acked = list(ack_ids), 0
+        for _ in range(_ACK_ATTEMPTS):
+            if not pending:
+                break
+            try:
+                self.subscriber.acknowledge(subscription=self.subscription, ack_ids=pending)
+            except GoogleAPICallError as exc:
+                # With exactly-once delivery the service names each refused ack id:
+                # PERMANENT_FAILURE_* (the lease expired: the message will be delivered
+                # again and the sink skips what it stored) or TRANSIENT_FAILURE_* (retry).
+                refused = ack_failures(exc)
+                if refused is None:
+                    raise BusError(f"ack on {self.subscription}: {describe(exc)}") from exc
+                acked += len(pending) - len(refused)
+                pending = [i for i, why in refused.items() if why.startswith("TRANSIENT_")]
+                continue
+            acked += len(pending)
+            pending = []
+        return acked
 
     def nack(self, ack_ids: Sequence[str]) -> None:
+        self._give_back(self.subscription, ack_ids)
+
+    def _give_back(self, subscription: str, ack_ids: Sequence[str]) -> None:
+        """End the leases now: the messages are delivered again at once."""
         if ack_ids:
-            self.subscriber.modify_ack_deadline(
-                subscription=self.subscription, ack_ids=list(ack_ids), ack_deadline_seconds=0
-            )
+            with api_errors(BusError, f"nack on {subscription}"):
+                self.subscriber.modify_ack_deadline(
+                    subscription=subscription, ack_ids=list(ack_ids), ack_deadline_seconds=0
+                )
 
     def dead_letter(self, received: Received, reason: str) -> None:
         attributes = {
@@ -213,12 +228,7 @@ class PubSubBus:
     def dead_letters(self, limit: int = 100) -> list[Received]:
         """Look at dead letters without taking them: they are pulled and given back."""
         found = self._pull(self.dead_letter_subscription, limit)
-        if found:
-            self.subscriber.modify_ack_deadline(
-                subscription=self.dead_letter_subscription,
-                ack_ids=[m.ack_id for m in found],
-                ack_deadline_seconds=0,
-            )
+        self._give_back(self.dead_letter_subscription, [m.ack_id for m in found])
         return found
 
     def stats(self) -> BusStats:
@@ -228,6 +238,7 @@ class PubSubBus:
 
     def close(self) -> None:
         self.publisher.stop()  # sends what is batched, then refuses new messages
+        self.subscriber.close()
 
 
 def _bounded(name: str, value: float, bounds: tuple[int, int]) -> float:
@@ -248,9 +259,9 @@ def _utc(value: Any) -> datetime:
     return datetime.fromtimestamp(value.timestamp(), UTC)  # a protobuf Timestamp
 
 
-def _failed_ack_ids(exc: Exception) -> set[str] | None:
-    """The ack ids a refused acknowledge names (exactly-once delivery), else None."""
-    metadata = getattr(exc, "error_info", None)
-    reasons: dict[str, str] = dict(getattr(metadata, "metadata", {}) or {})
-    failed = {ack_id for ack_id, why in reasons.items() if why.startswith("PERMANENT_FAILURE")}
-    return failed or None
+def ack_failures(exc: Exception) -> dict[str, str] | None:
+    """The ack ids an acknowledge refused, with why (exactly-once delivery), or None if
+    the error is about the call, not about ack ids."""
+    if getattr(exc, "reason", None) != "EXACTLY_ONCE_ACKID_FAILURE":
+        return None
+    return {ack_id: str(why) for ack_id, why in dict(getattr(exc, "metadata", {})).items()}

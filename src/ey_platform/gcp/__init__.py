@@ -1,5 +1,6 @@
-"""Google Cloud clients, built in one place from settings. Imported only by the gcp
-backends: the Google SDKs are the optional extra ``ey-platform[gcp]``.
+"""Google Cloud clients, built in one place from settings, and the one translation of
+Google API errors into the platform's errors. Imported only by the gcp backends: the
+Google SDKs are the optional extra ``ey-platform[gcp]``.
 
 Credentials are Application Default Credentials (a service account attached to the Cloud
 Run job, or ``gcloud auth application-default login`` on a laptop). When an emulator
@@ -9,9 +10,11 @@ endpoint is set, the client talks to it with anonymous credentials instead.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypeVar
 
-from ey_platform.errors import ConfigError
+from ey_platform.errors import ConfigError, PlatformError
 from ey_platform.settings import Settings
 
 if TYPE_CHECKING:
@@ -19,14 +22,17 @@ if TYPE_CHECKING:
     import google.cloud.storage as storage
     from google.cloud import bigquery
 
+Client = TypeVar("Client")
 
-def _require_sdk(module: str) -> None:
+
+def _require_sdk(
+    module: str, why: str = "profile gcp", package: str = "'ey-platform[gcp]'"
+) -> None:
     try:
         __import__(module)
     except ImportError:
         raise ConfigError(
-            f"profile gcp needs the Google Cloud SDKs ({module} is missing): "
-            "pip install 'ey-platform[gcp]'"
+            f"{why} needs {module}, which is missing: pip install {package}"
         ) from None
 
 
@@ -36,15 +42,46 @@ def project(settings: Settings) -> str:
     return settings.gcp.project
 
 
+def describe(exc: Exception) -> str:
+    """A Google API error as one line."""
+    text = getattr(exc, "message", None) or str(exc)
+    return str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
+
+
+@contextmanager
+def api_errors(error: type[PlatformError], what: str) -> Iterator[None]:
+    """Raise a Google API error inside the block as ``error`` naming ``what`` failed."""
+    from google.api_core.exceptions import GoogleAPICallError
+
+    try:
+        yield
+    except GoogleAPICallError as exc:
+        raise error(f"{what}: {describe(exc)}") from None
+
+
+def _connect(service: str, build: Callable[[], Client]) -> Client:
+    """Build a client; missing credentials are a configuration error, not a traceback."""
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        return build()
+    except DefaultCredentialsError:
+        raise ConfigError(
+            f"profile gcp: no Google Cloud credentials for {service}. Run "
+            "`gcloud auth application-default login`, run as a service account, or set "
+            f"EYP_GCP__{service.upper()}_ENDPOINT for an emulator"
+        ) from None
+
+
 def storage_client(settings: Settings) -> storage.Client:
     _require_sdk("google.cloud.storage")
-    import google.cloud.storage as storage
     from google.api_core.client_options import ClientOptions
     from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
 
     endpoint = settings.gcp.storage_endpoint
     if endpoint is None:
-        return storage.Client(project=project(settings))
+        return _connect("storage", lambda: storage.Client(project=project(settings)))
     return storage.Client(
         project=project(settings),
         credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
@@ -54,6 +91,12 @@ def storage_client(settings: Settings) -> storage.Client:
 
 def bigquery_client(settings: Settings) -> bigquery.Client:
     _require_sdk("google.cloud.bigquery")
+    if settings.gcp.bigquery_storage_read:
+        _require_sdk(
+            "google.cloud.bigquery_storage",
+            "EYP_GCP__BIGQUERY_STORAGE_READ=true",
+            "google-cloud-bigquery-storage",
+        )
     from google.api_core.client_options import ClientOptions
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery
@@ -61,7 +104,9 @@ def bigquery_client(settings: Settings) -> bigquery.Client:
     location = settings.warehouse.bigquery_location
     endpoint = settings.gcp.bigquery_endpoint
     if endpoint is None:
-        return bigquery.Client(project=project(settings), location=location)
+        return _connect(
+            "bigquery", lambda: bigquery.Client(project=project(settings), location=location)
+        )
     return bigquery.Client(
         project=project(settings),
         location=location,
@@ -79,17 +124,16 @@ def _pubsub_emulator(settings: Settings) -> None:
 
 def publisher_client(settings: Settings) -> pubsub_v1.PublisherClient:
     _require_sdk("google.cloud.pubsub_v1")
-    import google.cloud.pubsub_v1 as pubsub_v1
+    from google.cloud import pubsub_v1
 
     _pubsub_emulator(settings)
-    return pubsub_v1.PublisherClient(
-        publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
-    )
+    options = pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+    return _connect("pubsub", lambda: pubsub_v1.PublisherClient(publisher_options=options))
 
 
 def subscriber_client(settings: Settings) -> pubsub_v1.SubscriberClient:
     _require_sdk("google.cloud.pubsub_v1")
-    import google.cloud.pubsub_v1 as pubsub_v1
+    from google.cloud import pubsub_v1
 
     _pubsub_emulator(settings)
-    return pubsub_v1.SubscriberClient()
+    return _connect("pubsub", pubsub_v1.SubscriberClient)

@@ -12,6 +12,7 @@ to loads: parts without one are the leftovers of a crashed run and are ignored.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
@@ -28,6 +29,23 @@ class LakeObject:
     records: int
     size: int
     sha256: str
+
+
+class Tally:
+    """What a writer has written so far: records, bytes and their sha256."""
+
+    def __init__(self) -> None:
+        self.sha = hashlib.sha256()
+        self.records = 0
+        self.size = 0
+
+    def add(self, data: bytes, records: int) -> None:
+        self.sha.update(data)
+        self.records += records
+        self.size += len(data)
+
+    def lake_object(self, key: str, uri: str) -> LakeObject:
+        return LakeObject(key, uri, self.records, self.size, self.sha.hexdigest())
 
 
 class LakeWriter(Protocol):

@@ -13,11 +13,11 @@ until it completes, so a crash leaves no partial object.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from typing import TYPE_CHECKING
 
 from ey_platform.errors import LakeError
-from ey_platform.lake.base import LakeObject
+from ey_platform.gcp import api_errors
+from ey_platform.lake.base import LakeObject, Tally
 
 if TYPE_CHECKING:
     import google.cloud.storage as storage
@@ -27,37 +27,28 @@ class GcsWriter:
     def __init__(self, bucket: storage.Bucket, key: str) -> None:
         self.bucket = bucket
         self.key = key
+        self.uri = f"gs://{bucket.name}/{key}"
         self._chunks: list[bytes] = []
-        self._sha = hashlib.sha256()
-        self._records = 0
-        self._size = 0
+        self._tally = Tally()
 
     def write(self, data: bytes, records: int) -> None:
         self._chunks.append(data)
-        self._sha.update(data)
-        self._records += records
-        self._size += len(data)
+        self._tally.add(data, records)
 
     def commit(self) -> LakeObject:
         from google.api_core.exceptions import PreconditionFailed
 
-        blob = self.bucket.blob(self.key)
         data = b"".join(self._chunks)
         self._chunks.clear()
         content_type = "application/json" if self.key.endswith(".json") else "application/x-ndjson"
-        try:
-            blob.upload_from_string(data, content_type=content_type, if_generation_match=0)
-        except PreconditionFailed:
-            raise LakeError(
-                f"gs://{self.bucket.name}/{self.key} exists: lake objects are written once"
-            ) from None
-        return LakeObject(
-            self.key,
-            f"gs://{self.bucket.name}/{self.key}",
-            self._records,
-            self._size,
-            self._sha.hexdigest(),
-        )
+        with api_errors(LakeError, f"write {self.uri}"):
+            try:
+                self.bucket.blob(self.key).upload_from_string(
+                    data, content_type=content_type, if_generation_match=0
+                )
+            except PreconditionFailed:
+                raise LakeError(f"{self.uri} exists: lake objects are written once") from None
+        return self._tally.lake_object(self.key, self.uri)
 
     def abort(self) -> None:
         self._chunks.clear()
@@ -74,13 +65,14 @@ class GcsLake:
     def setup(self) -> None:
         from google.api_core.exceptions import Conflict, Forbidden
 
-        try:
-            if self.bucket.exists():
+        with api_errors(LakeError, f"bucket gs://{self.bucket.name}"):
+            try:
+                if self.bucket.exists():
+                    return
+            except Forbidden:  # the pipeline identities may not read bucket metadata
                 return
-        except Forbidden:  # the pipeline identities may not read bucket metadata
-            return
-        with contextlib.suppress(Conflict):  # created meanwhile by another process
-            self.client.create_bucket(self.bucket)
+            with contextlib.suppress(Conflict):  # created meanwhile by another process
+                self.client.create_bucket(self.bucket)
 
     def create(self, key: str) -> GcsWriter:
         return GcsWriter(self.bucket, key)
@@ -88,14 +80,16 @@ class GcsLake:
     def read(self, key: str) -> bytes:
         from google.api_core.exceptions import NotFound
 
-        try:
-            data: bytes = self.bucket.blob(key).download_as_bytes()
-        except NotFound:
-            raise LakeError(f"no lake object gs://{self.bucket.name}/{key}") from None
+        with api_errors(LakeError, f"read {self.uri(key)}"):
+            try:
+                data: bytes = self.bucket.blob(key).download_as_bytes()
+            except NotFound:
+                raise LakeError(f"no lake object {self.uri(key)}") from None
         return data
 
     def list(self, prefix: str) -> list[str]:
-        return sorted(blob.name for blob in self.client.list_blobs(self.bucket, prefix=prefix))
+        with api_errors(LakeError, f"list {self.uri(prefix)}"):
+            return sorted(b.name for b in self.client.list_blobs(self.bucket, prefix=prefix))
 
     def uri(self, key: str) -> str:
         return f"gs://{self.bucket.name}/{key}"

@@ -7,13 +7,12 @@ overwritten, even by two writers racing. Published files are made read-only.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from pathlib import Path
 
 from ey_platform.errors import LakeError
-from ey_platform.lake.base import LakeObject
+from ey_platform.lake.base import LakeObject, Tally
 
 
 class LocalWriter:
@@ -23,15 +22,11 @@ class LocalWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
         self._file = self.tmp.open("xb")
-        self._sha = hashlib.sha256()
-        self._records = 0
-        self._size = 0
+        self._tally = Tally()
 
     def write(self, data: bytes, records: int) -> None:
         self._file.write(data)
-        self._sha.update(data)
-        self._records += records
-        self._size += len(data)
+        self._tally.add(data, records)
 
     def commit(self) -> LakeObject:
         self._file.flush()
@@ -45,9 +40,7 @@ class LocalWriter:
             self.tmp.unlink(missing_ok=True)
         self.path.chmod(0o444)
         _fsync_dir(self.path.parent)
-        return LakeObject(
-            self.key, str(self.path), self._records, self._size, self._sha.hexdigest()
-        )
+        return self._tally.lake_object(self.key, str(self.path))
 
     def abort(self) -> None:
         if not self._file.closed:

@@ -9,30 +9,31 @@ from typing import Any
 from ey_platform.source.client import FakeStoreClient
 from ey_platform.warehouse.base import Warehouse
 
+# (layer, dataset: raw or analytics, table)
 LAYERS = (
-    ("raw", "bq_raw.products"),
-    ("raw", "bq_raw.users"),
-    ("raw", "bq_raw.carts_events"),
-    ("staging", "bq_analytics.stg_products"),
-    ("staging", "bq_analytics.stg_users"),
-    ("staging", "bq_analytics.stg_cart_events"),
-    ("snapshot", "bq_analytics.products_snapshot"),
-    ("marts", "bq_analytics.dim_products"),
-    ("marts", "bq_analytics.dim_users"),
-    ("marts", "bq_analytics.fact_orders"),
-    ("marts", "bq_analytics.orders"),
+    ("raw", "raw", "products"),
+    ("raw", "raw", "users"),
+    ("raw", "raw", "carts_events"),
+    ("staging", "analytics", "stg_products"),
+    ("staging", "analytics", "stg_users"),
+    ("staging", "analytics", "stg_cart_events"),
+    ("snapshot", "analytics", "products_snapshot"),
+    ("marts", "analytics", "dim_products"),
+    ("marts", "analytics", "dim_users"),
+    ("marts", "analytics", "fact_orders"),
+    ("marts", "analytics", "orders"),
 )
 
 _LIVE_CARTS = """
 SELECT count(*) FROM (
     SELECT event_type, row_number() OVER (PARTITION BY cart_id ORDER BY cart_version DESC) AS rn
-    FROM bq_raw.carts_events) AS latest
+    FROM {raw}.carts_events) AS latest
 WHERE rn = 1 AND event_type <> 'cart_deleted'
 """
 _REVENUE = """
 SELECT p.category, sum(f.line_amount), sum(f.quantity)
-FROM bq_analytics.fact_orders AS f
-JOIN bq_analytics.dim_products AS p ON p.product_key = f.product_key
+FROM {analytics}.fact_orders AS f
+JOIN {analytics}.dim_products AS p ON p.product_key = f.product_key
 GROUP BY p.category ORDER BY p.category
 """
 
@@ -40,6 +41,7 @@ GROUP BY p.category ORDER BY p.category
 @dataclass
 class Summary:
     layers: list[tuple[str, str, int]]
+    events_table: str
     source_carts: int
     event_carts: int
     fact_carts: int
@@ -57,16 +59,20 @@ class Summary:
 def summarize(warehouse: Warehouse, client: FakeStoreClient) -> Summary:
     """Counts at every layer, the cart reconciliation and revenue by category."""
 
-    def scalar(sql: str) -> Any:
-        return warehouse.query(sql)[0][0]
+    datasets = {"raw": warehouse.raw, "analytics": warehouse.analytics}
 
-    layers = [
-        (layer, table, int(scalar(f"SELECT count(*) FROM {table}"))) for layer, table in LAYERS
-    ]
+    def scalar(sql: str) -> Any:
+        return warehouse.query(sql.format(**datasets))[0][0]
+
+    names = [(layer, f"{datasets[dataset]}.{table}") for layer, dataset, table in LAYERS]
+    layers = [(layer, name, int(scalar(f"SELECT count(*) FROM {name}"))) for layer, name in names]
     return Summary(
         layers=layers,
+        events_table=f"{warehouse.raw}.carts_events",
         source_carts=len(client.collection("/carts")),
         event_carts=int(scalar(_LIVE_CARTS)),
-        fact_carts=int(scalar("SELECT count(DISTINCT cart_id) FROM bq_analytics.fact_orders")),
-        revenue=[(c, Decimal(str(a)), int(q)) for c, a, q in warehouse.query(_REVENUE)],
+        fact_carts=int(scalar("SELECT count(DISTINCT cart_id) FROM {analytics}.fact_orders")),
+        revenue=[
+            (c, Decimal(str(a)), int(q)) for c, a, q in warehouse.query(_REVENUE.format(**datasets))
+        ],
     )

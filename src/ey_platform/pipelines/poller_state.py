@@ -36,7 +36,10 @@ class Known:
 
 
 @dataclass
-class PollRecord:
+class PollResult:
+    """One poll: what it fetched and published, and how it ended. The poller returns it
+    and records it here (all but ``unchanged`` and ``seconds``) for ``stream status``."""
+
     poll_id: str
     started_at: float
     status: str = "running"
@@ -45,8 +48,14 @@ class PollRecord:
     created: int = 0
     updated: int = 0
     deleted: int = 0
+    unchanged: int = 0
     quarantined: int = 0
     error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def published(self) -> int:
+        return self.created + self.updated + self.deleted
 
 
 class PollerState:
@@ -72,7 +81,7 @@ class PollerState:
         )
         self.con.execute("COMMIT")
 
-    def record_poll(self, poll: PollRecord) -> None:
+    def record_poll(self, poll: PollResult) -> None:
         self.con.execute(
             "INSERT OR REPLACE INTO polls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -89,12 +98,12 @@ class PollerState:
             ],
         )
 
-    def last_poll(self) -> PollRecord | None:
+    def last_poll(self) -> PollResult | None:
         cursor = self.con.execute("SELECT * FROM polls ORDER BY started_at DESC LIMIT 1")
         row = cursor.fetchone()
         if row is None:
             return None
-        return PollRecord(**{d[0]: v for d, v in zip(cursor.description, row, strict=True)})
+        return PollResult(**{d[0]: v for d, v in zip(cursor.description, row, strict=True)})
 
     def close(self) -> None:
         self.con.close()

@@ -33,7 +33,7 @@ from ey_platform.errors import PlatformError
 from ey_platform.lake.base import Lake, put_bytes, quarantine_key
 from ey_platform.models import EVENT_SCHEMA_VERSION, event_adapter
 from ey_platform.pipelines.extract import ExtractCounts, extract
-from ey_platform.pipelines.poller_state import Known, PollerState, PollRecord
+from ey_platform.pipelines.poller_state import Known, PollerState, PollResult
 from ey_platform.source.client import FakeStoreClient
 from ey_platform.validation import Rejected, reject_lines
 from ey_platform.warehouse.base import EventRows, EventSink, Warehouse
@@ -58,22 +58,6 @@ def event_id(cart_id: int, version: int, event_type: str, digest: str | None) ->
     return hashlib.blake2b(key, digest_size=16).hexdigest()
 
 
-@dataclass
-class PollResult:
-    poll_id: str
-    fetched: int = 0
-    created: int = 0
-    updated: int = 0
-    deleted: int = 0
-    unchanged: int = 0
-    quarantined: int = 0
-    seconds: float = 0.0
-
-    @property
-    def published(self) -> int:
-        return self.created + self.updated + self.deleted
-
-
 class CartPoller:
     """Turns the carts the API holds into events, once per change."""
 
@@ -90,21 +74,19 @@ class CartPoller:
     def poll_once(self) -> PollResult:
         started = time.perf_counter()
         extracted_at = self.clock()
-        result = PollResult(f"{extracted_at:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}")
-        record = PollRecord(result.poll_id, extracted_at.timestamp())
-        self.state.record_poll(record)
+        poll_id = f"{extracted_at:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"
+        result = PollResult(poll_id, extracted_at.timestamp())
+        self.state.record_poll(result)
         try:
             self._poll(result, extracted_at)
         except BaseException as exc:
-            record.status, record.error = "failed", str(exc) or type(exc).__name__
-            record.finished_at = time.time()
-            self.state.record_poll(record)
+            result.status, result.error = "failed", str(exc) or type(exc).__name__
+            result.finished_at = time.time()
+            self.state.record_poll(result)
             raise
         result.seconds = time.perf_counter() - started
-        record.status, record.finished_at = "succeeded", time.time()
-        for name in ("fetched", "created", "updated", "deleted", "quarantined"):
-            setattr(record, name, getattr(result, name))
-        self.state.record_poll(record)
+        result.status, result.finished_at = "succeeded", time.time()
+        self.state.record_poll(result)
         log.info(
             "stream.poll",
             extra={
@@ -419,7 +401,7 @@ def stream_status(bus: Bus, state: PollerState, warehouse: Warehouse) -> dict[st
     stats = bus.stats()
     last = state.last_poll()
     (recent,) = warehouse.query(
-        "SELECT count(*) FROM bq_raw.carts_events WHERE _loaded_at > ?",
+        f"SELECT count(*) FROM {warehouse.raw}.carts_events WHERE _loaded_at > ?",
         [datetime.now(UTC) - timedelta(minutes=5)],
     )[0]
     oldest = stats.oldest_unacked_seconds

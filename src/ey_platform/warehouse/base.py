@@ -9,7 +9,7 @@ re-run any number of times leaves the table as one run would.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -45,6 +45,12 @@ class RunRecord:
     loaded: int | None = None
     content_sha256: str | None = None
     error: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        """The run as a row of ``_pipeline_runs``, column by column (``day`` is stored as
+        ``ingestion_date``)."""
+        row = asdict(self)
+        return {("ingestion_date" if name == "day" else name): v for name, v in row.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +93,11 @@ class PartitionLoad(Protocol):
 
 class Warehouse(Protocol):
     """Where raw data lands and the marts are built."""
+
+    raw: str
+    """Dataset (DuckDB schema) of the raw tables."""
+    analytics: str
+    """Dataset (DuckDB schema) of the marts."""
 
     def setup(self) -> None:
         """Create the datasets and raw tables if they do not exist."""

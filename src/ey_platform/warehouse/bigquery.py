@@ -34,16 +34,20 @@ import logging
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from ey_platform.errors import ReconciliationError, WarehouseError
+from ey_platform.gcp import api_errors
 from ey_platform.lake.base import LakeObject
 from ey_platform.warehouse.base import EventRows, LoadMeta, RunRecord
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
+    from google.cloud.bigquery.table import RowIterator
 
 log = logging.getLogger(__name__)
 
@@ -52,90 +56,22 @@ _STAGE_TTL = timedelta(days=1)
 _MISMATCH = "reconciliation failed"
 
 
-def _schema(*fields: tuple[str, str, str]) -> list[bigquery.SchemaField]:
-    from google.cloud import bigquery
-
-    return [bigquery.SchemaField(name, kind, mode=mode) for name, kind, mode in fields]
+# Every raw table: schema, partition column, clustering. Terraform creates the same
+# tables from this file (infra/terraform/bigquery.tf), so the two cannot drift apart.
+TABLES_FILE = Path(__file__).with_name("bigquery_tables.json")
+_LINE_SCHEMA = [{"name": "line", "type": "STRING", "mode": "NULLABLE"}]
 
 
 def _tables() -> dict[str, dict[str, Any]]:
-    """Every raw table: schema, partition column, clustering. Terraform declares the same
-    (tests/unit/test_terraform.py compares them)."""
-    req, opt = "REQUIRED", "NULLABLE"
-    raw_entity = {
-        "schema": _schema(
-            ("_raw", "JSON", req),
-            ("id", "INT64", opt),
-            ("_ingestion_date", "DATE", req),
-            ("_extracted_at", "TIMESTAMP", req),
-            ("_loaded_at", "TIMESTAMP", req),
-            ("_source_file", "STRING", req),
-            ("_run_id", "STRING", req),
-            ("_record_hash", "STRING", req),
-        ),
-        "partition": "_ingestion_date",
-        "cluster": ["id"],
-    }
-    return {
-        "products": raw_entity,
-        "users": raw_entity,
-        "carts_events": {
-            "schema": _schema(
-                ("event_id", "STRING", req),
-                ("event_type", "STRING", req),
-                ("schema_version", "INT64", req),
-                ("cart_id", "INT64", req),
-                ("cart_version", "INT64", req),
-                ("content_hash", "STRING", opt),
-                ("cart", "JSON", opt),
-                ("extracted_at", "TIMESTAMP", req),
-                ("published_at", "TIMESTAMP", req),
-                ("_bus_message_id", "STRING", req),
-                ("_bus_publish_time", "TIMESTAMP", req),
-                ("_loaded_at", "TIMESTAMP", req),
-                ("_event_date", "DATE", req),
-            ),
-            "partition": "_event_date",
-            "cluster": ["cart_id", "event_id"],
-        },
-        "_quarantine": {
-            "schema": _schema(
-                ("entity", "STRING", req),
-                ("_ingestion_date", "DATE", req),
-                ("_run_id", "STRING", req),
-                ("reason", "STRING", req),
-                ("record", "JSON", opt),
-                ("_source_file", "STRING", req),
-                ("_loaded_at", "TIMESTAMP", req),
-            ),
-            "partition": "_ingestion_date",
-            "cluster": ["entity"],
-        },
-        "_pipeline_runs": {
-            "schema": _schema(
-                ("run_id", "STRING", req),
-                ("job", "STRING", req),
-                ("entity", "STRING", req),
-                ("ingestion_date", "DATE", opt),
-                ("started_at", "TIMESTAMP", req),
-                ("source", "STRING", opt),
-                ("status", "STRING", req),
-                ("finished_at", "TIMESTAMP", opt),
-                ("extracted", "INT64", opt),
-                ("valid", "INT64", opt),
-                ("quarantined", "INT64", opt),
-                ("landed", "INT64", opt),
-                ("loaded", "INT64", opt),
-                ("content_sha256", "STRING", opt),
-                ("error", "STRING", opt),
-            ),
-            "partition": None,
-            "cluster": ["job", "entity"],
-        },
-    }
+    return dict(orjson.loads(TABLES_FILE.read_bytes()))
 
 
-_RUN_COLUMNS = [f.name for f in _tables()["_pipeline_runs"]["schema"]]
+def _schema(fields: list[dict[str, str]]) -> list[bigquery.SchemaField]:
+    from google.cloud import bigquery
+
+    return [bigquery.SchemaField(f["name"], f["type"], mode=f["mode"]) for f in fields]
+
+
 _SAFE_TEXT = re.compile(r"[^\x00-\x1f]*")
 
 
@@ -189,47 +125,51 @@ class BigQueryWarehouse:
         self.analytics = analytics
         self.storage_read = storage_read
 
-    def table(self, name: str, dataset: str | None = None) -> str:
-        return f"`{self.project}.{dataset or self.raw}.{name}`"
+    def table(self, name: str) -> str:
+        """A raw table (or staging table), fully qualified for SQL."""
+        return f"`{self.project}.{self.raw}.{name}`"
 
     def setup(self) -> None:
         from google.api_core.exceptions import Conflict, NotFound
         from google.cloud import bigquery
 
-        for name in (self.raw, self.analytics):
-            try:
-                self.client.get_dataset(name)
-            except NotFound:
-                dataset = bigquery.Dataset(f"{self.project}.{name}")
-                dataset.location = self.client.location
-                self.client.create_dataset(dataset, exists_ok=True)
-        for name, spec in _tables().items():
-            table = bigquery.Table(f"{self.project}.{self.raw}.{name}", schema=spec["schema"])
-            if spec["partition"]:
-                table.time_partitioning = bigquery.TimePartitioning(field=spec["partition"])
-            table.clustering_fields = spec["cluster"]
-            with contextlib.suppress(Conflict):  # created meanwhile by another process
-                self.client.create_table(table, exists_ok=True)
+        with api_errors(WarehouseError, f"BigQuery setup of {self.raw}, {self.analytics}"):
+            for name in (self.raw, self.analytics):
+                try:
+                    self.client.get_dataset(name)
+                except NotFound:
+                    dataset = bigquery.Dataset(f"{self.project}.{name}")
+                    dataset.location = self.client.location
+                    self.client.create_dataset(dataset, exists_ok=True)
+            for name, spec in _tables().items():
+                table = bigquery.Table(
+                    f"{self.project}.{self.raw}.{name}", schema=_schema(spec["schema"])
+                )
+                if spec["partition"]:
+                    table.time_partitioning = bigquery.TimePartitioning(field=spec["partition"])
+                table.clustering_fields = spec["cluster"]
+                with contextlib.suppress(Conflict):  # created meanwhile by another process
+                    self.client.create_table(table, exists_ok=True)
 
-    def run(self, sql: str, params: Sequence[Any] = ()) -> bigquery.QueryJob:
-        """Run a statement or script to its end; errors become :class:`WarehouseError`."""
-        from google.api_core.exceptions import GoogleAPICallError
+    def run(
+        self, sql: str, params: Sequence[Any] = (), *, named: Sequence[Any] = ()
+    ) -> tuple[bigquery.QueryJob, RowIterator]:
+        """Run a statement or script to its end, with positional ``params`` (Python
+        values) and ``named`` query parameters; errors become :class:`WarehouseError`."""
         from google.cloud import bigquery
 
-        config = bigquery.QueryJobConfig(query_parameters=[_parameter(p) for p in params])
-        try:
+        parameters = [*(_parameter(p) for p in params), *named]
+        config = bigquery.QueryJobConfig(query_parameters=parameters)
+        with api_errors(WarehouseError, "BigQuery"):
             job = self.client.query(sql, job_config=config)
-            job.result()
-        except GoogleAPICallError as exc:
-            raise WarehouseError(f"BigQuery: {_message(exc)}") from None
-        return job
+            return job, job.result()
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-        job = self.run(sql, params or [])
+        job, rows = self.run(sql, params or [])
         if self.storage_read:
             frame = job.to_arrow(create_bqstorage_client=True)
             return list(zip(*(col.to_pylist() for col in frame.columns), strict=True))
-        return [tuple(row.values()) for row in job.result()]
+        return [tuple(row.values()) for row in rows]
 
     def begin_load(self, meta: LoadMeta) -> BigQueryPartitionLoad:
         return BigQueryPartitionLoad(self, meta)
@@ -241,16 +181,14 @@ class BigQueryWarehouse:
         return {r[0] for r in rows}
 
     def record_run(self, run: RunRecord) -> None:
-        values = asdict(run)
-        literals = ", ".join(
-            _literal(values[c if c != "ingestion_date" else "day"]) for c in _RUN_COLUMNS
-        )
+        row = run.row()
         target = self.table("_pipeline_runs")
         self.run(
             f"""BEGIN TRANSACTION;
             DELETE FROM {target} WHERE run_id = {_string(run.run_id)}
                 AND entity = {_string(run.entity)};
-            INSERT INTO {target} ({", ".join(_RUN_COLUMNS)}) VALUES ({literals});
+            INSERT INTO {target} ({", ".join(row)})
+            VALUES ({", ".join(_literal(v) for v in row.values())});
             COMMIT TRANSACTION;"""
         )
 
@@ -261,20 +199,15 @@ class BigQueryWarehouse:
         """Create an empty staging table of one STRING column ``line``, expiring in a day."""
         from google.cloud import bigquery
 
-        table = bigquery.Table(
-            f"{self.project}.{self.raw}.{name}", schema=_schema(("line", "STRING", "NULLABLE"))
-        )
+        table = bigquery.Table(f"{self.project}.{self.raw}.{name}", schema=_schema(_LINE_SCHEMA))
         table.expires = datetime.now(UTC) + _STAGE_TTL
-        self.client.create_table(table)
+        with api_errors(WarehouseError, f"create staging table {self.raw}.{name}"):
+            self.client.create_table(table)
         return name
 
     def drop(self, name: str) -> None:
-        self.client.delete_table(f"{self.project}.{self.raw}.{name}", not_found_ok=True)
-
-
-def _message(exc: Exception) -> str:
-    text = getattr(exc, "message", None) or str(exc)
-    return str(text).splitlines()[0]
+        with api_errors(WarehouseError, f"drop staging table {self.raw}.{name}"):
+            self.client.delete_table(f"{self.project}.{self.raw}.{name}", not_found_ok=True)
 
 
 class BigQueryPartitionLoad:
@@ -303,11 +236,12 @@ class BigQueryPartitionLoad:
             allow_jagged_rows=False,
             max_bad_records=0,
             write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
-            schema=_schema(("line", "STRING", "NULLABLE")),
+            schema=_schema(_LINE_SCHEMA),
         )
-        job = self.wh.client.load_table_from_uri(
-            obj.uri, f"{self.wh.project}.{self.wh.raw}.{stage}", job_config=config
-        )
+        with api_errors(WarehouseError, f"load of {obj.uri} into {stage}"):
+            job = self.wh.client.load_table_from_uri(
+                obj.uri, f"{self.wh.project}.{self.wh.raw}.{stage}", job_config=config
+            )
         return stage, obj, job
 
     def add(self, part: LakeObject) -> None:
@@ -338,53 +272,54 @@ class BigQueryPartitionLoad:
         finally:
             self.abort()
 
-    def _wait(self) -> None:
-        from google.api_core.exceptions import GoogleAPICallError
+    def _staged(self) -> list[tuple[str, LakeObject, Any]]:
+        return [*self.parts, *([self.rejects] if self.rejects else [])]
 
-        for stage, obj, job in [*self.parts, *([self.rejects] if self.rejects else [])]:
-            try:
+    def _wait(self) -> None:
+        for stage, obj, job in self._staged():
+            with api_errors(WarehouseError, f"load of {obj.uri} into {stage}"):
                 job.result()
-            except GoogleAPICallError as exc:
-                raise WarehouseError(f"load of {obj.uri} into {stage}: {_message(exc)}") from None
 
     def _script(self, staged: str) -> str:
+        """One transaction: check the staged count, replace the day's rows and its
+        quarantine. ``staged`` is the union of the staging tables ('' if no part)."""
         m, wh = self.meta, self.wh
         day, target, quarantine = _literal(m.day), wh.table(m.entity), wh.table("_quarantine")
         mismatch = _string(f"{_MISMATCH}: {m.entity} {m.day}, {self.expected} landed")
-        check = (
-            f"SELECT IF((SELECT count(*) FROM ({staged})) = {self.expected}, 0, ERROR({mismatch}))"
-            if staged
-            else f"SELECT IF({self.expected} = 0, 0, ERROR({mismatch}))"
+        statements = ["BEGIN TRANSACTION"]
+        if staged:
+            statements.append(
+                f"SELECT IF((SELECT count(*) FROM ({staged})) = {self.expected}, 0, "
+                f"ERROR({mismatch}))"
+            )
+        statements.append(f"DELETE FROM {target} WHERE _ingestion_date = {day}")
+        if staged:
+            statements.append(
+                f"""INSERT INTO {target} (_raw, id, _ingestion_date, _extracted_at, _loaded_at,
+                                          _source_file, _run_id, _record_hash)
+                SELECT PARSE_JSON(line), SAFE_CAST(JSON_VALUE(line, '$.id') AS INT64), {day},
+                       {_literal(m.extracted_at)}, CURRENT_TIMESTAMP(), source,
+                       {_string(m.run_id)}, TO_HEX(MD5(line))
+                FROM ({staged})"""
+            )
+        statements.append(
+            f"DELETE FROM {quarantine} WHERE entity = {_string(m.entity)} "
+            f"AND _ingestion_date = {day}"
         )
-        insert = (
-            f"""INSERT INTO {target} (_raw, id, _ingestion_date, _extracted_at, _loaded_at,
-                                      _source_file, _run_id, _record_hash)
-            SELECT PARSE_JSON(line), SAFE_CAST(JSON_VALUE(line, '$.id') AS INT64), {day},
-                   {_literal(m.extracted_at)}, CURRENT_TIMESTAMP(), source,
-                   {_string(m.run_id)}, TO_HEX(MD5(line))
-            FROM ({staged});"""
-            if staged
-            else ""
-        )
-        rejects = ""
         if self.rejects is not None:
             stage, obj, _ = self.rejects
-            rejects = f"""INSERT INTO {quarantine}
-            SELECT {_string(m.entity)}, {day}, {_string(m.run_id)},
-                   JSON_VALUE(line, '$.reason'), JSON_QUERY(PARSE_JSON(line), '$.record'),
-                   {_string(obj.uri)}, CURRENT_TIMESTAMP()
-            FROM {wh.table(stage)};"""
-        return f"""BEGIN TRANSACTION;
-            {check};
-            DELETE FROM {target} WHERE _ingestion_date = {day};
-            {insert}
-            DELETE FROM {quarantine}
-            WHERE entity = {_string(m.entity)} AND _ingestion_date = {day};
-            {rejects}
-            COMMIT TRANSACTION;"""
+            statements.append(
+                f"""INSERT INTO {quarantine}
+                SELECT {_string(m.entity)}, {day}, {_string(m.run_id)},
+                       JSON_VALUE(line, '$.reason'), JSON_QUERY(PARSE_JSON(line), '$.record'),
+                       {_string(obj.uri)}, CURRENT_TIMESTAMP()
+                FROM {wh.table(stage)}"""
+            )
+        statements.append("COMMIT TRANSACTION")
+        return ";\n".join(statements) + ";"
 
     def abort(self) -> None:
-        for stage, _, job in [*self.parts, *([self.rejects] if self.rejects else [])]:
+        for stage, _, job in self._staged():
             if not job.done():
                 job.cancel()
             self.wh.drop(stage)
@@ -441,15 +376,7 @@ class BigQueryEventSink:
         VALUES (s.event_id, s.event_type, s.schema_version, s.cart_id, s.cart_version,
             s.content_hash, s.cart, s.extracted_at, s.published_at, s.message_id,
             s.publish_time, CURRENT_TIMESTAMP(), DATE(s.published_at))"""
-        from google.api_core.exceptions import GoogleAPICallError
-
-        try:
-            job = self.wh.client.query(
-                sql, job_config=bigquery.QueryJobConfig(query_parameters=[batch])
-            )
-            job.result()
-        except GoogleAPICallError as exc:
-            raise WarehouseError(f"BigQuery: {_message(exc)}") from None
+        job, _ = self.wh.run(sql, named=[batch])
         return int(job.num_dml_affected_rows or 0)
 
     def release(self) -> None:

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -33,23 +32,6 @@ from ey_platform.warehouse.base import EventRows, LoadMeta, RunRecord
 log = logging.getLogger(__name__)
 
 RAW_ENTITIES = ("products", "users")
-_RUN_COLUMNS = [
-    "run_id",
-    "job",
-    "entity",
-    "day",
-    "started_at",
-    "source",
-    "status",
-    "finished_at",
-    "extracted",
-    "valid",
-    "quarantined",
-    "landed",
-    "loaded",
-    "content_sha256",
-    "error",
-]
 
 
 def _ddl(raw: str, analytics: str) -> list[str]:
@@ -202,16 +184,16 @@ class DuckDBWarehouse:
         return {r[0] for r in rows}
 
     def record_run(self, run: RunRecord) -> None:
-        values = asdict(run)
-        marks = ", ".join("?" * len(_RUN_COLUMNS))
+        row = run.row()
+        marks = ", ".join("?" * len(row))
         with self.connect() as con, _transaction(con):
             con.execute(
                 f"DELETE FROM {self.raw}._pipeline_runs WHERE run_id = ? AND entity = ?",
                 [run.run_id, run.entity],
             )
             con.execute(
-                f"INSERT INTO {self.raw}._pipeline_runs VALUES ({marks})",
-                [values[c] for c in _RUN_COLUMNS],
+                f"INSERT INTO {self.raw}._pipeline_runs ({', '.join(row)}) VALUES ({marks})",
+                list(row.values()),
             )
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
