@@ -24,6 +24,7 @@ def _parts(url: str, data: Path) -> Any:
     from ey_platform.lake.local import LocalLake
     from ey_platform.pipelines.poller_state import PollerState
     from ey_platform.pipelines.stream import CartConsumer, CartPoller
+    from ey_platform.settings import StreamSettings
     from ey_platform.source.client import FakeStoreClient
     from ey_platform.warehouse.duckdb import DuckDBWarehouse
 
@@ -34,7 +35,8 @@ def _parts(url: str, data: Path) -> Any:
     poller = CartPoller(
         FakeStoreClient(url), bus, PollerState(data / "state.sqlite3"), LocalLake(data / "lake")
     )
-    return poller, CartConsumer(bus, warehouse.event_sink(), 5000), warehouse
+    batch = StreamSettings().batch_size  # the consumer as deployed
+    return poller, CartConsumer(bus, warehouse.event_sink(), batch), warehouse
 
 
 def first_poll(url: str, data: Path, n: int) -> dict[str, Any]:

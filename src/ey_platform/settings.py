@@ -109,7 +109,7 @@ class StreamSettings(BaseModel):
 
     poll_interval: float = Field(60.0, gt=0, description="Seconds between two polls of carts.")
     batch_size: int = Field(
-        5000, ge=1, le=100_000, description="Messages the consumer pulls and lands at once."
+        20_000, ge=1, le=100_000, description="Messages the consumer pulls and lands at once."
     )
     transform_every: float = Field(
         15.0, gt=0, description="Minutes between two transforms in `ey-platform up`."

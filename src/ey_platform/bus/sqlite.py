@@ -1,26 +1,38 @@
 """The embedded bus: one SQLite file in WAL mode, shared by any number of processes.
 
-Each subscription has its own copy of a message (a row of ``deliveries``) with its
-delivery attempts and lease. Writes run in ``BEGIN IMMEDIATE`` transactions, so
-publishers and pullers in several processes serialise on SQLite's write lock, and
-readers never block. With ``synchronous=FULL`` a publish returns once the WAL is on
-disk (survives a power cut); ``normal`` survives a crash of the process only.
+Messages are stored by *segment*: each publish call is one immutable row of
+``segments`` (the messages' ordering keys, attributes and payloads, end to end), and
+each subscription keeps one row of ``cursors`` per segment it has not finished, with
+every message's delivery attempts and lease end (an acked message's lease never ends).
+A pull, an ack or a publish of a 20,000-event batch therefore writes one or two rows,
+not 20,000: per-message rows made SQLite the bottleneck of the first poll.
+
+Writes run in ``BEGIN IMMEDIATE`` transactions, so publishers and pullers in several
+processes serialise on SQLite's write lock, and readers never block. With
+``synchronous=FULL`` a publish returns once the WAL is on disk (survives a power cut);
+``normal`` survives a crash of the process only.
 """
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from array import array
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import orjson
 
 from ey_platform.bus.base import BusStats, Message, Received
+from ey_platform.errors import BusError
+
+FORMAT_VERSION = 2  # PRAGMA user_version; 1 (unset) stored one row per message
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -30,41 +42,69 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     max_attempts INTEGER NOT NULL,
     dead_letter_topic TEXT
 );
-CREATE TABLE IF NOT EXISTS deliveries (
-    id INTEGER PRIMARY KEY,
-    subscription TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    ordering_key TEXT NOT NULL,
-    data BLOB NOT NULL,
-    attributes TEXT NOT NULL,
+-- One publish call. AUTOINCREMENT: ids are never reused, so message ids stay unique.
+CREATE TABLE IF NOT EXISTS segments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
     publish_time REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    lease_until REAL NOT NULL DEFAULT 0
+    size INTEGER NOT NULL,
+    message_ids BLOB,          -- JSON array; NULL: segment * SEGMENT_MAX + index
+    keys BLOB NOT NULL,        -- JSON array of ordering keys
+    ends BLOB NOT NULL,        -- per message, where its attributes and its data end
+    payload BLOB NOT NULL      -- per message, its attributes (JSON) then its data
 );
-CREATE INDEX IF NOT EXISTS deliveries_order ON deliveries (subscription, id);
-CREATE INDEX IF NOT EXISTS deliveries_lease ON deliveries (subscription, lease_until);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO counters VALUES ('message_id', 1);
+-- What a subscription still has to deliver of a segment; gone once all is acked.
+CREATE TABLE IF NOT EXISTS cursors (
+    subscription TEXT NOT NULL,
+    segment INTEGER NOT NULL,
+    unacked INTEGER NOT NULL,
+    state BLOB,                -- attempts then lease ends per message; NULL: none delivered
+    PRIMARY KEY (subscription, segment)
+) WITHOUT ROWID;
 """
-
-# Not leased now, in publish order. Keys held back by a lease are filtered in Python:
-# the leased messages are few, so they are read once per pull.
-_DUE = """
-SELECT id, message_id, ordering_key, data, attributes, publish_time, attempts
-FROM deliveries INDEXED BY deliveries_order
-WHERE subscription = :sub AND lease_until <= :now
-ORDER BY id
-LIMIT :limit
-"""
-_LEASED_KEYS = """
-SELECT ordering_key, min(id) FROM deliveries INDEXED BY deliveries_lease
-WHERE subscription = :sub AND lease_until > :now AND ordering_key != ''
-GROUP BY ordering_key
-"""
-# Sets of ids travel as one JSON array: one statement per batch, not one per message.
-_IDS = "SELECT value FROM json_each(?)"
 
 Sync = Literal["full", "normal"]
+
+_ACKED = math.inf  # the lease end of an acked message: it is never due again
+# A publish call is stored in segments of at most this many messages, and a message id
+# is ``segment * SEGMENT_MAX + index``: numeric and growing in publish order.
+SEGMENT_MAX = 100_000
+
+
+@dataclass
+class _Cursor:
+    """A subscription's view of one segment: attempts and lease end per message."""
+
+    segment: int
+    size: int
+    unacked: int
+    attempts: array[int]
+    leases: array[float]
+    changed: bool = False
+    fresh: bool = False  # no message delivered yet
+
+    @classmethod
+    def load(cls, segment: int, size: int, unacked: int, state: bytes | None) -> _Cursor:
+        attempts, leases = array("I"), array("d")
+        if state is None:
+            attempts.frombytes(bytes(4 * size))
+            leases.frombytes(bytes(8 * size))
+        else:
+            attempts.frombytes(state[: 4 * size])
+            leases.frombytes(state[4 * size :])
+        return cls(segment, size, unacked, attempts, leases, fresh=state is None)
+
+    def state(self) -> bytes:
+        return self.attempts.tobytes() + self.leases.tobytes()
+
+    def current(self, index: int, attempt: int) -> bool:
+        """Is ``attempt`` the live delivery of message ``index``?"""
+        return self.attempts[index] == attempt and self.leases[index] != _ACKED
+
+    def settle(self, index: int) -> None:
+        self.leases[index] = _ACKED
+        self.unacked -= 1
+        self.changed = True
 
 
 class SQLiteBus:
@@ -128,7 +168,16 @@ class SQLiteBus:
 
     def setup(self) -> None:
         con = self._con()
+        old = con.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'"
+        ).fetchone()
+        if old is not None:
+            raise BusError(
+                f"{self.path} holds a bus of an older format (one row per message). "
+                "Drain it with the version that wrote it, or move it away to start empty."
+            )
         con.executescript(_SCHEMA)
+        con.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
         with self._write() as con:
             con.executemany(
                 "INSERT INTO subscriptions VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE "
@@ -152,29 +201,53 @@ class SQLiteBus:
             )
 
     def publish(self, messages: Sequence[Message]) -> list[str]:
-        return self._publish(self.topic, messages)
-
-    def _publish(self, topic: str, messages: Sequence[Message]) -> list[str]:
         if not messages:
             return []
-        now = time.time()
-        subscriptions = self._subscriptions(topic)
         with self._write() as con:
-            (last,) = con.execute(
-                "UPDATE counters SET value = value + ? WHERE name = 'message_id' RETURNING value",
-                [len(messages)],
-            ).fetchone()
-            ids = [str(i) for i in range(last - len(messages), last)]
-            for sub in subscriptions:
-                con.executemany(
-                    "INSERT INTO deliveries (subscription, message_id, ordering_key, data, "
-                    "attributes, publish_time) VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        (sub, mid, m.ordering_key, m.data, orjson.dumps(m.attributes), now)
-                        for mid, m in zip(ids, messages, strict=True)
-                    ],
-                )
-        return ids
+            return [
+                mid
+                for start in range(0, len(messages), SEGMENT_MAX)
+                for mid in self._store(con, self.topic, messages[start : start + SEGMENT_MAX])
+            ]
+
+    def _store(
+        self,
+        con: sqlite3.Connection,
+        topic: str,
+        messages: Sequence[Message],
+        message_ids: list[str] | None = None,
+    ) -> list[str]:
+        """One segment of ``messages`` on ``topic``, and a cursor for each subscription."""
+        subscriptions = self._subscriptions(topic)
+        if not subscriptions:
+            raise BusError(f"topic {topic} has no subscription in {self.path}: run setup")
+        ends, parts = array("Q"), list[bytes]()
+        end = 0
+        for m in messages:
+            attributes = orjson.dumps(m.attributes)
+            parts += (attributes, m.data)
+            end += len(attributes)
+            ends.append(end)
+            end += len(m.data)
+            ends.append(end)
+        segment: int = con.execute(
+            "INSERT INTO segments (topic, publish_time, size, message_ids, keys, ends, payload) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                topic,
+                time.time(),
+                len(messages),
+                None if message_ids is None else orjson.dumps(message_ids),
+                orjson.dumps([m.ordering_key for m in messages]),
+                ends.tobytes(),
+                b"".join(parts),
+            ],
+        ).lastrowid  # type: ignore[assignment]  # an INSERT always sets it
+        con.executemany(
+            "INSERT INTO cursors VALUES (?, ?, ?, NULL)",
+            [(sub, segment, len(messages)) for sub in subscriptions],
+        )
+        return message_ids or [str(segment * SEGMENT_MAX + i) for i in range(len(messages))]
 
     def _subscriptions(self, topic: str) -> list[str]:
         """The subscriptions of ``topic``, read once per connection (made by setup())."""
@@ -186,120 +259,256 @@ class SQLiteBus:
 
     def pull(self, max_messages: int) -> list[Received]:
         now = time.time()
-        args = {"sub": self.subscription, "now": now, "limit": max_messages}
+        until = now + self.ack_deadline
+        taken: list[tuple[_Cursor, list[int], list[str]]] = []
+        spent: list[tuple[_Cursor, list[int]]] = []
+        wanted = max_messages
         with self._write() as con:
-            held = dict(con.execute(_LEASED_KEYS, args).fetchall())
-            rows = con.execute(_DUE, args).fetchall()
-            if held:  # a key waits while an earlier message of it is leased
-                rows = [r for r in rows if not r[2] or held.get(r[2], r[0] + 1) > r[0]]
-            spent = [r for r in rows if r[6] >= self.max_delivery_attempts]
-            if spent:
-                self._to_dead_letters(con, spent, "max delivery attempts exceeded", now)
-            live = [r for r in rows if r[6] < self.max_delivery_attempts]
-            con.execute(
-                f"UPDATE deliveries SET attempts = attempts + 1, lease_until = ? "
-                f"WHERE id IN ({_IDS})",
-                [now + self.ack_deadline, orjson.dumps([r[0] for r in live])],
+            # Keys with a message leased now, seen so far in publish order: a later
+            # message of such a key waits for it.
+            held: set[str] = set()
+            walk = self._walk(con, self.subscription)
+            for cursor, keys in walk:
+                if wanted == 0:
+                    break
+                attempts, leases = cursor.attempts, cursor.leases
+                mine, dead = [], []
+                if cursor.fresh and not held and self.max_delivery_attempts > 0:
+                    # never delivered, nothing held: the first ones are due, in order
+                    mine = list(range(min(cursor.size, wanted)))
+                    attempts[: len(mine)] = array("I", [1]) * len(mine)
+                    leases[: len(mine)] = array("d", [until]) * len(mine)
+                    wanted -= len(mine)
+                    cursor.changed = True
+                    taken.append((cursor, mine, keys))
+                    continue
+                for i in range(cursor.size):
+                    lease = leases[i]
+                    if lease > now:
+                        if lease != _ACKED and keys[i]:
+                            held.add(keys[i])
+                        continue
+                    if keys[i] and keys[i] in held:
+                        continue
+                    if attempts[i] >= self.max_delivery_attempts:
+                        dead.append(i)
+                        continue
+                    attempts[i] += 1
+                    leases[i] = until
+                    mine.append(i)
+                    wanted -= 1
+                    if wanted == 0:
+                        break
+                if mine:
+                    cursor.changed = True
+                    taken.append((cursor, mine, keys))
+                if dead:
+                    spent.append((cursor, dead))
+            walk.close()
+            for cursor, dead in spent:
+                self._to_dead_letters(con, cursor, dead, "max delivery attempts exceeded")
+            received = [
+                m for cursor, mine, keys in taken for m in self._read(con, cursor, mine, keys)
+            ]
+            touched = {c.segment: c for c, _, _ in taken} | {c.segment: c for c, _ in spent}
+            self._save(con, self.subscription, list(touched.values()))
+        return received
+
+    def _walk(
+        self, con: sqlite3.Connection, subscription: str
+    ) -> Generator[tuple[_Cursor, list[str]], None, None]:
+        """The subscription's unfinished segments in publish order, lazily."""
+        rows = con.execute(
+            "SELECT c.segment, s.size, c.unacked, c.state, s.keys FROM cursors AS c "
+            "JOIN segments AS s ON s.id = c.segment WHERE c.subscription = ? ORDER BY c.segment",
+            [subscription],
+        )
+        try:
+            for segment, size, unacked, state, keys in rows:
+                yield _Cursor.load(segment, size, unacked, state), orjson.loads(keys)
+        finally:
+            rows.close()
+
+    def _read(
+        self, con: sqlite3.Connection, cursor: _Cursor, indexes: list[int], keys: list[str]
+    ) -> list[Received]:
+        """Messages ``indexes`` of a segment, as delivered now; only their bytes are read."""
+        if not indexes:
+            return []
+        publish_time, message_ids, ends_blob = con.execute(
+            "SELECT publish_time, message_ids, ends FROM segments WHERE id = ?", [cursor.segment]
+        ).fetchone()
+        ends = array("Q")
+        ends.frombytes(ends_blob)
+        first = ends[2 * indexes[0] - 1] if indexes[0] else 0
+        last = ends[2 * indexes[-1] + 1]
+        with con.blobopen("segments", "payload", cursor.segment, readonly=True) as blob:
+            blob.seek(first)
+            payload = blob.read(last - first)
+        segment, attempts = cursor.segment, cursor.attempts
+        ids = orjson.loads(message_ids) if message_ids is not None else None
+        base = segment * SEGMENT_MAX
+        when = datetime.fromtimestamp(publish_time, UTC)
+        out = []
+        for i in indexes:  # a million of these per first poll: positional and flat
+            start = (ends[2 * i - 1] if i else 0) - first
+            middle, end = ends[2 * i] - first, ends[2 * i + 1] - first
+            attempt = attempts[i]
+            out.append(
+                Received(
+                    f"{segment}:{i}:{attempt}",
+                    ids[i] if ids is not None else str(base + i),
+                    payload[middle:end],
+                    orjson.loads(payload[start:middle]),
+                    keys[i],
+                    when,
+                    attempt,
+                )
             )
-        return [_received(r, attempt=r[6] + 1) for r in live]
+        return out
+
+    def _save(self, con: sqlite3.Connection, subscription: str, cursors: list[_Cursor]) -> None:
+        """Write back the cursors that changed; drop the finished ones, and a segment
+        once no subscription needs it."""
+        done = [c.segment for c in cursors if c.changed and c.unacked == 0]
+        con.executemany(
+            "UPDATE cursors SET unacked = ?, state = ? WHERE subscription = ? AND segment = ?",
+            [(c.unacked, c.state(), subscription, c.segment) for c in cursors if c.changed],
+        )
+        if not done:
+            return
+        con.executemany(
+            "DELETE FROM cursors WHERE subscription = ? AND segment = ?",
+            [(subscription, s) for s in done],
+        )
+        con.executemany(
+            "DELETE FROM segments WHERE id = ?1 AND NOT EXISTS "
+            "(SELECT 1 FROM cursors WHERE segment = ?1)",
+            [(s,) for s in done],
+        )
 
     def _to_dead_letters(
-        self, con: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], reason: str, now: float
+        self, con: sqlite3.Connection, cursor: _Cursor, indexes: list[int], reason: str
     ) -> None:
-        con.executemany(
-            "INSERT INTO deliveries (subscription, message_id, ordering_key, data, attributes, "
-            "publish_time) VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    self.dead_letter_subscription,
-                    r[1],
-                    r[2],
-                    r[3],
-                    orjson.dumps(
-                        {
-                            **orjson.loads(r[4]),
-                            "dead_letter_reason": reason,
-                            "delivery_attempts": str(r[6]),
-                        }
-                    ),
-                    now,
-                )
-                for r in rows
-            ],
+        """Settle messages ``indexes`` and republish them on the dead-letter topic, with
+        the reason and their delivery count, under their own message ids."""
+        keys = orjson.loads(
+            con.execute("SELECT keys FROM segments WHERE id = ?", [cursor.segment]).fetchone()[0]
         )
-        con.executemany("DELETE FROM deliveries WHERE id = ?", [(r[0],) for r in rows])
+        read = self._read(con, cursor, indexes, keys)
+        for i in indexes:
+            cursor.settle(i)
+        self._store(
+            con,
+            self.dead_letter_topic,
+            [
+                Message(
+                    m.data,
+                    {
+                        **m.attributes,
+                        "dead_letter_reason": reason,
+                        "delivery_attempts": str(m.delivery_attempt),
+                    },
+                    m.ordering_key,
+                )
+                for m in read
+            ],
+            [m.message_id for m in read],
+        )
+
+    def _settle(self, ack_ids: Sequence[str], settle: str) -> int:
+        """Ack (``settle="ack"``) or give back (``"nack"``) the deliveries still current."""
+        by_segment: dict[int, list[tuple[int, int]]] = {}
+        try:
+            for ack_id in ack_ids:
+                seg, nth, attempt_ = ack_id.split(":")
+                by_segment.setdefault(int(seg), []).append((int(nth), int(attempt_)))
+        except ValueError:
+            raise BusError(f"not an ack id of this bus: {ack_id!r}") from None
+        counted = 0
+        with self._write() as con:
+            cursors = []
+            for segment, items in sorted(by_segment.items()):
+                cursor = self._cursor(con, self.subscription, segment)
+                if cursor is None:
+                    continue
+                attempts, leases, size = cursor.attempts, cursor.leases, cursor.size
+                done = 0
+                for index, attempt in items:
+                    if 0 <= index < size and attempts[index] == attempt and leases[index] < _ACKED:
+                        leases[index] = _ACKED if settle == "ack" else 0.0
+                        done += 1
+                if done:
+                    cursor.changed = True
+                    cursor.unacked -= done if settle == "ack" else 0
+                    counted += done
+                cursors.append(cursor)
+            self._save(con, self.subscription, cursors)
+        return counted
+
+    def _cursor(self, con: sqlite3.Connection, subscription: str, segment: int) -> _Cursor | None:
+        row = con.execute(
+            "SELECT s.size, c.unacked, c.state FROM cursors AS c JOIN segments AS s "
+            "ON s.id = c.segment WHERE c.subscription = ? AND c.segment = ?",
+            [subscription, segment],
+        ).fetchone()
+        return None if row is None else _Cursor.load(segment, *row)
 
     def ack(self, ack_ids: Sequence[str]) -> int:
-        if not ack_ids:
-            return 0
-        pairs = orjson.dumps([_parse_ack(a) for a in ack_ids])
-        with self._write() as con:
-            cursor = con.execute(
-                "DELETE FROM deliveries WHERE subscription = ? AND (id, attempts) IN "
-                "(SELECT value ->> 0, value ->> 1 FROM json_each(?))",
-                [self.subscription, pairs],
-            )
-            return cursor.rowcount
+        return self._settle(ack_ids, "ack") if ack_ids else 0
 
     def nack(self, ack_ids: Sequence[str]) -> None:
-        with self._write() as con:
-            con.executemany(
-                "UPDATE deliveries SET lease_until = 0 WHERE id = ? AND attempts = ?",
-                [_parse_ack(a) for a in ack_ids],
-            )
+        if ack_ids:
+            self._settle(ack_ids, "nack")
 
     def dead_letter(self, received: Received, reason: str) -> None:
-        row, attempt = _parse_ack(received.ack_id)
+        segment, index, attempt = _parse_ack(received.ack_id)
         with self._write() as con:
-            found = con.execute(
-                "SELECT id, message_id, ordering_key, data, attributes, publish_time, attempts "
-                "FROM deliveries WHERE id = ? AND attempts = ?",
-                [row, attempt],
-            ).fetchall()
-            self._to_dead_letters(con, found, reason, time.time())
+            cursor = self._cursor(con, self.subscription, segment)
+            if cursor is None or not (0 <= index < cursor.size and cursor.current(index, attempt)):
+                return  # no longer this consumer's delivery: someone else has it
+            self._to_dead_letters(con, cursor, [index], reason)
+            self._save(con, self.subscription, [cursor])
 
     def stats(self) -> BusStats:
         now = time.time()
         con = self._con()
-        backlog, leased, oldest = con.execute(
-            "SELECT count(*), coalesce(sum(lease_until > ?), 0), min(publish_time) "
-            "FROM deliveries WHERE subscription = ?",
-            [now, self.subscription],
-        ).fetchone()
+        backlog = leased = 0
+        oldest: float | None = None
+        rows = con.execute(
+            "SELECT s.size, c.unacked, c.state, s.publish_time FROM cursors AS c "
+            "JOIN segments AS s ON s.id = c.segment WHERE c.subscription = ?",
+            [self.subscription],
+        )
+        for size, unacked, state, publish_time in rows:
+            backlog += unacked
+            oldest = publish_time if oldest is None else min(oldest, publish_time)
+            if state is not None:
+                cursor = _Cursor.load(0, size, unacked, state)
+                leased += sum(1 for lease in cursor.leases if now < lease < _ACKED)
         (dead,) = con.execute(
-            "SELECT count(*) FROM deliveries WHERE subscription = ?",
+            "SELECT coalesce(sum(unacked), 0) FROM cursors WHERE subscription = ?",
             [self.dead_letter_subscription],
         ).fetchone()
         return BusStats(backlog, leased, None if oldest is None else now - oldest, dead)
 
     def dead_letters(self, limit: int = 100) -> list[Received]:
         """Peek at the dead-letter subscription without leasing (for status and tests)."""
-        rows = (
-            self._con()
-            .execute(
-                "SELECT id, message_id, ordering_key, data, attributes, publish_time, attempts "
-                "FROM deliveries WHERE subscription = ? ORDER BY id LIMIT ?",
-                [self.dead_letter_subscription, limit],
-            )
-            .fetchall()
-        )
-        return [_received(r, attempt=r[6]) for r in rows]
+        con = self._con()
+        found: list[Received] = []
+        walk = self._walk(con, self.dead_letter_subscription)
+        for cursor, keys in walk:
+            unsettled = [i for i in range(cursor.size) if cursor.leases[i] != _ACKED]
+            found += self._read(con, cursor, unsettled[: limit - len(found)], keys)
+            if len(found) >= limit:
+                break
+        walk.close()
+        return found
 
 
-def _received(row: tuple[Any, ...], attempt: int) -> Received:
-    """A row of ``deliveries`` (id, message_id, ordering_key, data, attributes,
-    publish_time, attempts) as the delivery numbered ``attempt``."""
-    return Received(
-        ack_id=f"{row[0]}:{attempt}",
-        message_id=row[1],
-        data=row[3],
-        attributes=orjson.loads(row[4]),
-        ordering_key=row[2],
-        publish_time=datetime.fromtimestamp(row[5], UTC),
-        delivery_attempt=attempt,
-    )
-
-
-def _parse_ack(ack_id: str) -> tuple[int, int]:
-    row, _, attempt = ack_id.partition(":")
-    return int(row), int(attempt)
+def _parse_ack(ack_id: str) -> tuple[int, int, int]:
+    try:
+        segment, index, attempt = ack_id.split(":")
+        return int(segment), int(index), int(attempt)
+    except ValueError:
+        raise BusError(f"not an ack id of this bus: {ack_id!r}") from None

@@ -35,7 +35,7 @@ from ey_platform.models import EVENT_SCHEMA_VERSION, event_adapter
 from ey_platform.pipelines.extract import ExtractCounts, extract
 from ey_platform.pipelines.poller_state import Known, PollerState, PollResult
 from ey_platform.source.client import FakeStoreClient
-from ey_platform.validation import Rejected, reject_lines
+from ey_platform.validation import Rejected, gc_paused, reject_lines
 from ey_platform.warehouse.base import EventRows, EventSink, Warehouse
 
 log = logging.getLogger("ey_platform.stream")
@@ -262,7 +262,7 @@ def _reason(err: Any) -> str:
 class CartConsumer:
     """Pulls cart events and lands them in ``bq_raw.carts_events`` exactly once."""
 
-    def __init__(self, bus: Bus, sink: EventSink, batch_size: int = 5000) -> None:
+    def __init__(self, bus: Bus, sink: EventSink, batch_size: int = 20_000) -> None:
         self.bus, self.sink, self.batch_size = bus, sink, batch_size
         self.stopping = False
 
@@ -296,6 +296,10 @@ class CartConsumer:
 
     def consume_batch(self, result: ConsumeResult) -> bool:
         """One pull, land, ack. False when there was nothing to pull."""
+        with gc_paused():  # a batch is thousands of fresh objects and no cycle
+            return self._consume_batch(result)
+
+    def _consume_batch(self, result: ConsumeResult) -> bool:
         messages = self.bus.pull(self.batch_size)
         if not messages:
             return False

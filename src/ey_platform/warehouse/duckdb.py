@@ -365,6 +365,10 @@ class DuckDBEventSink:
     def _connection(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
             self._con = self._held.enter_context(self.wh.connect())
+            # Every commit is in the WAL, durable; checkpointing it into the table at
+            # DuckDB's default 16 MB made commits of event batches 2 times slower. The
+            # file is checkpointed when the sink lets go of it (at most hold_seconds).
+            self._con.execute("SET checkpoint_threshold = '256MB'")
             self._opened = time.monotonic()
         return self._con
 
