@@ -25,5 +25,4 @@ renamed as (
 )
 
 select * from renamed
-where true
-qualify row_number() over (partition by event_id order by loaded_at) = 1
+{{ one_row_per('event_id', 'loaded_at') }}
