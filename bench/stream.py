@@ -3,6 +3,8 @@
 - ``first-poll URL DIR N``: poller and consumer at once (two processes, as ``stream run``
   would be deployed) until N events are committed; wall time end to end.
 - ``publish DIR N SYNC``: N single-message publishes, each durable before the next.
+- ``fsync-floor DIR N``: N one-page writes, each followed by fdatasync: what the disk
+  allows one durable commit at a time, for comparison.
 - ``latency URL DIR SECONDS``: the live server, a 1-second poll and the consumer for
   SECONDS; latency from bus publish to committed warehouse row, per event.
 """
@@ -74,6 +76,28 @@ def publish(data: Path, n: int, sync: str) -> dict[str, Any]:
     return {"messages": n, "seconds": seconds}
 
 
+def fsync_floor(data: Path, n: int) -> dict[str, Any]:
+    """The device's own rate: ``n`` times, write one 4 KiB page in place and fdatasync it
+    (what one durable SQLite commit needs at the least, in the same directory)."""
+    import os
+
+    path = data / "fsync-floor.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        page = b"\0" * 4096
+        os.write(fd, page * 16)
+        os.fsync(fd)
+        start = time.perf_counter()
+        for i in range(n):
+            os.pwrite(fd, page, 4096 * (i % 16))
+            os.fdatasync(fd)
+        seconds = time.perf_counter() - start
+    finally:
+        os.close(fd)
+        path.unlink()
+    return {"messages": n, "seconds": seconds}
+
+
 def latency(url: str, data: Path, seconds: float) -> dict[str, Any]:
     import threading
 
@@ -100,6 +124,7 @@ if __name__ == "__main__":
     out = {
         "first-poll": lambda: first_poll(args[0], Path(args[1]), int(args[2])),
         "publish": lambda: publish(Path(args[0]), int(args[1]), args[2]),
+        "fsync-floor": lambda: fsync_floor(Path(args[0]), int(args[1])),
         "latency": lambda: latency(args[0], Path(args[1]), float(args[2])),
     }[way]()
     print(json.dumps(out))
