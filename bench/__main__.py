@@ -198,14 +198,28 @@ def main() -> None:
             else:
                 sections += streaming(args.stream_carts, 20, Path(keep))
                 sections.append(dbt_build(Path(keep)))
-    header = (
-        "# Benchmark results\n\n"
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}.\n"
-        "Rewritten by `make bench`; absolute times on shared machines are noisy, so each\n"
-        "figure has its comparison from the same run beside it.\n\n"
-    )
-    RESULTS.write_text(header + "\n".join(s.markdown() for s in sections))
+    stamp = f"*Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}.*"
+    RESULTS.write_text(merge(RESULTS.read_text() if RESULTS.exists() else "", sections, stamp))
     print(RESULTS.read_text())
+
+
+HEADER = (
+    "# Benchmark results\n\n"
+    "Written by `make bench` (`python -m bench --only ...` rewrites only its sections).\n"
+    "Absolute times on shared machines are noisy, so each figure has its comparison from\n"
+    "the same run beside it.\n"
+)
+
+
+def merge(previous: str, sections: list[Result], stamp: str) -> str:
+    """RESULTS.md with ``sections`` replacing those of the same title in ``previous`` (in
+    place) or appended; each new section says when and where it ran."""
+    chunks = previous.split("\n## ")[1:]
+    kept = {chunk.split("\n", 1)[0]: "## " + chunk.rstrip() + "\n" for chunk in chunks}
+    for section in sections:
+        title, _, body = section.markdown().partition("\n")
+        kept[title.removeprefix("## ")] = f"{title}\n\n{stamp}\n{body.rstrip()}\n"
+    return HEADER + "".join("\n" + text for text in kept.values())
 
 
 if __name__ == "__main__":
