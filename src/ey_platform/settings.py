@@ -100,7 +100,7 @@ class BusSettings(BaseModel):
     sync: Literal["full", "normal"] = Field(
         "full",
         description="Embedded bus durability: full survives a power cut, normal only a "
-        "crash of the process (and publishes one at a time about 9 times faster).",
+        "crash of the process (and publishes one at a time about 4 times faster).",
     )
 
 

@@ -225,3 +225,23 @@ def test_dataset_settings_move_every_layer(tmp_path: Path) -> None:
         "SELECT DISTINCT table_schema FROM information_schema.tables ORDER BY 1"
     )
     assert [s for (s,) in schemas] == ["landing", "marts"]
+
+
+def test_duckdb_holds_one_row_per_event_id_by_itself(tmp_path: Path) -> None:
+    """stg_cart_events skips its deduplication window on DuckDB (one_row_per_event in
+    dbt/macros/warehouse.sql) because the raw table's key makes a duplicate impossible.
+    If that key goes, this fails, and the window must come back."""
+    import duckdb
+
+    from ey_platform.warehouse.duckdb import DuckDBWarehouse
+
+    warehouse = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+    warehouse.setup()
+    row = (
+        "('e' || repeat('0', 31), 'cart_deleted', 1, 1, 2, NULL, NULL, "
+        "now(), now(), '1', now(), now(), today())"
+    )
+    with warehouse.connect() as con:
+        con.execute(f"INSERT INTO bq_raw.carts_events VALUES {row}")
+        with pytest.raises(duckdb.ConstraintException, match="event_id"):
+            con.execute(f"INSERT INTO bq_raw.carts_events VALUES {row}")

@@ -25,4 +25,4 @@ renamed as (
 )
 
 select * from renamed
-{{ one_row_per('event_id', 'loaded_at') }}
+{{ one_row_per_event() }}
