@@ -381,9 +381,9 @@ class SQLiteBus:
             "DELETE FROM cursors WHERE subscription = ? AND segment = ?",
             [(subscription, s) for s in done],
         )
-        con.executemany(
-            "DELETE FROM segments WHERE id = ?1 AND NOT EXISTS "
-            "(SELECT 1 FROM cursors WHERE segment = ?1)",
+        con.executemany(  # by the cursors' key: one lookup per subscription
+            "DELETE FROM segments WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM cursors "
+            "WHERE subscription IN (SELECT name FROM subscriptions) AND segment = ?1)",
             [(s,) for s in done],
         )
 
