@@ -398,7 +398,6 @@ def demo_cmd(api_url: ApiUrl = None, data_dir: DataDir = None) -> None:
     and dbt build, on the profile's backends (embedded defaults, or --profile gcp).
     """
     from ey_platform.pipelines.demo import summarize
-    from ey_platform.pipelines.stream import Stopper, poll_every
     from ey_platform.source.client import FakeStoreClient
     from ey_platform.transform import BUILD, run_dbt
 
@@ -406,7 +405,7 @@ def demo_cmd(api_url: ApiUrl = None, data_dir: DataDir = None) -> None:
         cfg = load_settings(api_url=url, data_dir=data_dir)
         _print_batch(run_batch(cfg, datetime.now(UTC).date(), list(BATCH_ENTITIES), False))
         with _stream_parts(cfg) as parts:
-            poll_every(parts.poller, 0, Stopper(), once=True)
+            parts.poller.poll_once()
             parts.consumer.run(drain=True)
         run_dbt(cfg, *BUILD, quiet=True)
         with FakeStoreClient.from_settings(cfg) as client:

@@ -99,7 +99,11 @@ class _Cursor:
 
     def current(self, index: int, attempt: int) -> bool:
         """Is ``attempt`` the live delivery of message ``index``?"""
-        return self.attempts[index] == attempt and self.leases[index] != _ACKED
+        return (
+            0 <= index < self.size
+            and self.attempts[index] == attempt
+            and self.leases[index] != _ACKED
+        )
 
     def settle(self, index: int) -> None:
         self.leases[index] = _ACKED
@@ -261,7 +265,7 @@ class SQLiteBus:
         now = time.time()
         until = now + self.ack_deadline
         taken: list[tuple[_Cursor, list[int], list[str]]] = []
-        spent: list[tuple[_Cursor, list[int]]] = []
+        spent: list[tuple[_Cursor, list[int], list[str]]] = []
         wanted = max_messages
         with self._write() as con:
             # Keys with a message leased now, seen so far in publish order: a later
@@ -303,14 +307,14 @@ class SQLiteBus:
                     cursor.changed = True
                     taken.append((cursor, mine, keys))
                 if dead:
-                    spent.append((cursor, dead))
+                    spent.append((cursor, dead, keys))
             walk.close()
-            for cursor, dead in spent:
-                self._to_dead_letters(con, cursor, dead, "max delivery attempts exceeded")
+            for cursor, dead, keys in spent:
+                self._to_dead_letters(con, cursor, dead, keys, "max delivery attempts exceeded")
             received = [
                 m for cursor, mine, keys in taken for m in self._read(con, cursor, mine, keys)
             ]
-            touched = {c.segment: c for c, _, _ in taken} | {c.segment: c for c, _ in spent}
+            touched = {c.segment: c for c, _, _ in [*taken, *spent]}
             self._save(con, self.subscription, list(touched.values()))
         return received
 
@@ -388,13 +392,15 @@ class SQLiteBus:
         )
 
     def _to_dead_letters(
-        self, con: sqlite3.Connection, cursor: _Cursor, indexes: list[int], reason: str
+        self,
+        con: sqlite3.Connection,
+        cursor: _Cursor,
+        indexes: list[int],
+        keys: list[str],
+        reason: str,
     ) -> None:
         """Settle messages ``indexes`` and republish them on the dead-letter topic, with
         the reason and their delivery count, under their own message ids."""
-        keys = orjson.loads(
-            con.execute("SELECT keys FROM segments WHERE id = ?", [cursor.segment]).fetchone()[0]
-        )
         read = self._read(con, cursor, indexes, keys)
         for i in indexes:
             cursor.settle(i)
@@ -419,12 +425,9 @@ class SQLiteBus:
     def _settle(self, ack_ids: Sequence[str], settle: str) -> int:
         """Ack (``settle="ack"``) or give back (``"nack"``) the deliveries still current."""
         by_segment: dict[int, list[tuple[int, int]]] = {}
-        try:
-            for ack_id in ack_ids:
-                seg, nth, attempt_ = ack_id.split(":")
-                by_segment.setdefault(int(seg), []).append((int(nth), int(attempt_)))
-        except ValueError:
-            raise BusError(f"not an ack id of this bus: {ack_id!r}") from None
+        for ack_id in ack_ids:
+            segment, index, attempt = _parse_ack(ack_id)
+            by_segment.setdefault(segment, []).append((index, attempt))
         counted = 0
         with self._write() as con:
             cursors = []
@@ -432,11 +435,10 @@ class SQLiteBus:
                 cursor = self._cursor(con, self.subscription, segment)
                 if cursor is None:
                     continue
-                attempts, leases, size = cursor.attempts, cursor.leases, cursor.size
                 done = 0
                 for index, attempt in items:
-                    if 0 <= index < size and attempts[index] == attempt and leases[index] < _ACKED:
-                        leases[index] = _ACKED if settle == "ack" else 0.0
+                    if cursor.current(index, attempt):
+                        cursor.leases[index] = _ACKED if settle == "ack" else 0.0
                         done += 1
                 if done:
                     cursor.changed = True
@@ -465,9 +467,10 @@ class SQLiteBus:
         segment, index, attempt = _parse_ack(received.ack_id)
         with self._write() as con:
             cursor = self._cursor(con, self.subscription, segment)
-            if cursor is None or not (0 <= index < cursor.size and cursor.current(index, attempt)):
+            if cursor is None or not cursor.current(index, attempt):
                 return  # no longer this consumer's delivery: someone else has it
-            self._to_dead_letters(con, cursor, [index], reason)
+            (keys,) = con.execute("SELECT keys FROM segments WHERE id = ?", [segment]).fetchone()
+            self._to_dead_letters(con, cursor, [index], orjson.loads(keys), reason)
             self._save(con, self.subscription, [cursor])
 
     def stats(self) -> BusStats:

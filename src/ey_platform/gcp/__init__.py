@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from ey_platform.errors import ConfigError, PlatformError
@@ -59,10 +60,19 @@ def api_errors(error: type[PlatformError], what: str) -> Iterator[None]:
         raise error(f"{what}: {describe(exc)}") from None
 
 
-def _connect(service: str, build: Callable[[], Client]) -> Client:
-    """Build a client; missing credentials are a configuration error, not a traceback."""
+def _connect(service: str, endpoint: str | None, build: Callable[..., Client]) -> Client:
+    """Build a client: with Application Default Credentials, or anonymously against the
+    emulator at ``endpoint``. Missing credentials are a configuration error, not a
+    traceback."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
     from google.auth.exceptions import DefaultCredentialsError
 
+    if endpoint is not None:
+        return build(
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options=ClientOptions(api_endpoint=endpoint),
+        )
     try:
         return build()
     except DefaultCredentialsError:
@@ -75,18 +85,10 @@ def _connect(service: str, build: Callable[[], Client]) -> Client:
 
 def storage_client(settings: Settings) -> storage.Client:
     _require_sdk("google.cloud.storage")
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    endpoint = settings.gcp.storage_endpoint
-    if endpoint is None:
-        return _connect("storage", lambda: storage.Client(project=project(settings)))
-    return storage.Client(
-        project=project(settings),
-        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-        client_options=ClientOptions(api_endpoint=endpoint),
-    )
+    client = partial(storage.Client, project=project(settings))
+    return _connect("storage", settings.gcp.storage_endpoint, client)
 
 
 def bigquery_client(settings: Settings) -> bigquery.Client:
@@ -97,22 +99,12 @@ def bigquery_client(settings: Settings) -> bigquery.Client:
             "EYP_GCP__BIGQUERY_STORAGE_READ=true",
             "google-cloud-bigquery-storage",
         )
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery
 
-    location = settings.warehouse.bigquery_location
-    endpoint = settings.gcp.bigquery_endpoint
-    if endpoint is None:
-        return _connect(
-            "bigquery", lambda: bigquery.Client(project=project(settings), location=location)
-        )
-    return bigquery.Client(
-        project=project(settings),
-        location=location,
-        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-        client_options=ClientOptions(api_endpoint=endpoint),
+    client = partial(
+        bigquery.Client, project=project(settings), location=settings.warehouse.bigquery_location
     )
+    return _connect("bigquery", settings.gcp.bigquery_endpoint, client)
 
 
 def _pubsub_emulator(settings: Settings) -> None:
@@ -128,7 +120,7 @@ def publisher_client(settings: Settings) -> pubsub_v1.PublisherClient:
 
     _pubsub_emulator(settings)
     options = pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
-    return _connect("pubsub", lambda: pubsub_v1.PublisherClient(publisher_options=options))
+    return _connect("pubsub", None, partial(pubsub_v1.PublisherClient, publisher_options=options))
 
 
 def subscriber_client(settings: Settings) -> pubsub_v1.SubscriberClient:
@@ -136,4 +128,4 @@ def subscriber_client(settings: Settings) -> pubsub_v1.SubscriberClient:
     from google.cloud import pubsub_v1
 
     _pubsub_emulator(settings)
-    return _connect("pubsub", pubsub_v1.SubscriberClient)
+    return _connect("pubsub", None, pubsub_v1.SubscriberClient)

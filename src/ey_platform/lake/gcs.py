@@ -24,10 +24,10 @@ if TYPE_CHECKING:
 
 
 class GcsWriter:
-    def __init__(self, bucket: storage.Bucket, key: str) -> None:
+    def __init__(self, bucket: storage.Bucket, key: str, uri: str) -> None:
         self.bucket = bucket
         self.key = key
-        self.uri = f"gs://{bucket.name}/{key}"
+        self.uri = uri
         self._chunks: list[bytes] = []
         self._tally = Tally()
 
@@ -75,7 +75,7 @@ class GcsLake:
                 self.client.create_bucket(self.bucket)
 
     def create(self, key: str) -> GcsWriter:
-        return GcsWriter(self.bucket, key)
+        return GcsWriter(self.bucket, key, self.uri(key))
 
     def read(self, key: str) -> bytes:
         from google.api_core.exceptions import NotFound

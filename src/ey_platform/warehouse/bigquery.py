@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RAW_ENTITIES = ("products", "users")
 _STAGE_TTL = timedelta(days=1)
 _MISMATCH = "reconciliation failed"
 
