@@ -88,3 +88,11 @@ def test_a_bus_file_of_the_older_format_is_refused(tmp_path: Path) -> None:
         SQLiteBus(path).setup()
     with sqlite3.connect(path) as con:  # and nothing of it was touched
         assert con.execute("SELECT count(*) FROM deliveries").fetchone() == (1,)
+
+
+def test_a_pull_of_no_messages_is_refused(tmp_path: Path) -> None:
+    bus = _bus(tmp_path)
+    bus.publish([Message(b"a")])
+    with pytest.raises(BusError, match="max_messages must be 1 or more, not 0"):
+        bus.pull(0)
+    assert bus.stats().leased == 0

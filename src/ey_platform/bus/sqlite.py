@@ -262,6 +262,10 @@ class SQLiteBus:
         return cache[topic]
 
     def pull(self, max_messages: int) -> list[Received]:
+        if max_messages < 1:
+            raise BusError(
+                f"pull from {self.subscription}: max_messages must be 1 or more, not {max_messages}"
+            )
         now = time.time()
         until = now + self.ack_deadline
         taken: list[tuple[_Cursor, list[int], list[str]]] = []
