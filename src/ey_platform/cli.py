@@ -374,8 +374,10 @@ def transform_cmd(
     from ey_platform.transform import BUILD, run_dbt
 
     outcome = run_dbt(load_settings(data_dir=data_dir), *BUILD, quiet=quiet)
+    warned = f", {len(outcome.warnings)} warnings" if outcome.warnings else ""
     console.print(
-        f"dbt build: {outcome.passed} nodes passed in {outcome.seconds:.1f}s", highlight=False
+        f"dbt build: {outcome.passed} nodes passed in {outcome.seconds:.1f}s{warned}",
+        highlight=False,
     )
 
 

@@ -35,6 +35,7 @@ class DbtOutcome:
     seconds: float
     passed: int = 0
     failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def dbt_environment(settings: Settings) -> dict[str, str]:
@@ -94,6 +95,8 @@ def run_dbt(
             + "; ".join(outcome.failures[:5])
             + (f" (+{len(outcome.failures) - 5} more)" if len(outcome.failures) > 5 else "")
         )
+    for warning in outcome.warnings:
+        log.warning("transform.warning", extra={"command": args[0], "warning": warning})
     log.info(
         "transform.done",
         extra={"command": args[0], "passed": outcome.passed, "seconds": outcome.seconds},
@@ -104,9 +107,15 @@ def run_dbt(
 def _invoke(argv: list[str], command: str) -> DbtOutcome:
     from dbt.cli.main import dbtRunner
 
+    warnings: list[str] = []
+
+    def on_event(event: Any) -> None:  # dbt's warnings, whatever the log level shown
+        if event.info.level == "warn":
+            warnings.append(" ".join(event.info.msg.split()))
+
     started = time.perf_counter()
-    result = dbtRunner().invoke(argv)
-    outcome = DbtOutcome(command, time.perf_counter() - started)
+    result = dbtRunner(callbacks=[on_event]).invoke(argv)
+    outcome = DbtOutcome(command, time.perf_counter() - started, warnings=warnings)
     if result.exception is not None:
         outcome.failures.append(f"{type(result.exception).__name__}: {result.exception}")
         return outcome

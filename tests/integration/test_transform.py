@@ -97,6 +97,13 @@ def test_one_row_per_cart_line_and_revenue_at_the_price_of_the_day(platform: Pla
     assert orders == (len(carts), expected)
 
 
+def test_a_rebuild_raises_no_warning(platform: Platform) -> None:
+    platform.everything()  # the first build creates the snapshot, the second merges into it
+    outcome = run_dbt(platform.cfg, *BUILD, quiet=True)
+    assert outcome.warnings == []
+    assert outcome.passed > 20
+
+
 def test_the_dbt_unit_tests_pass(platform: Platform) -> None:
     platform.everything()
     outcome = run_dbt(platform.cfg, "test", "--select", "test_type:unit", quiet=True)
@@ -156,6 +163,34 @@ def test_a_price_change_makes_a_new_version_and_old_orders_keep_their_price(
     assert prices[8] == old_price + 100
     assert all(price == old_price for cart_id, price in prices.items() if cart_id != 8)
     assert len(prices) > 1
+
+
+def test_a_product_gone_from_the_catalog_is_closed_and_keeps_its_past_orders(
+    platform: Platform,
+) -> None:
+    platform.everything()
+    ordered = platform.rows(
+        "SELECT count(*) FROM bq_analytics.fact_orders f "
+        "JOIN bq_analytics.dim_products p USING (product_key) WHERE p.product_id = 20"
+    )
+    platform.catalog.products.delete(20)
+    platform.batch()  # same day: the day is replaced without product 20
+    before = datetime.now(UTC).replace(tzinfo=None)
+    platform.transform()
+    after = datetime.now(UTC).replace(tzinfo=None)
+    [(is_current, valid_to)] = platform.rows(
+        "SELECT is_current, valid_to FROM bq_analytics.dim_products WHERE product_id = 20"
+    )
+    assert is_current is False
+    assert before - timedelta(seconds=1) <= valid_to <= after  # closed when dbt saw it go
+    assert ordered[0][0] > 0
+    assert (
+        platform.rows(
+            "SELECT count(*) FROM bq_analytics.fact_orders f "
+            "JOIN bq_analytics.dim_products p USING (product_key) WHERE p.product_id = 20"
+        )
+        == ordered
+    )
 
 
 def test_a_failing_build_names_what_failed(tmp_path: Path) -> None:
