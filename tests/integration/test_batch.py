@@ -168,6 +168,21 @@ class FailsInsideTheSwap(DuckDBWarehouse):
         return load
 
 
+def test_a_load_leaves_the_database_settings_as_it_found_them(
+    fakestore: FakeStore, data_dir: Path
+) -> None:
+    warehouse = DuckDBWarehouse(data_dir / "warehouse.duckdb", lock_timeout=5)
+    warehouse.setup()
+    settings = "SELECT current_setting('threads'), current_setting('memory_limit')"
+    # A connection held across the load keeps the database instance, and with it the
+    # settings the load changes for itself (they are database-wide in DuckDB).
+    with warehouse.connect() as held:
+        before = held.execute(settings).fetchall()
+        pipeline(data_dir, fakestore.url, warehouse).run(["users"], DAY)
+        assert held.execute(settings).fetchall() == before
+    assert before[0][1] != "244.1 MiB"  # 256 MB, the load's own limit
+
+
 def test_a_failure_between_landing_and_loading_keeps_the_previous_state(
     fakestore: FakeStore, data_dir: Path
 ) -> None:

@@ -204,19 +204,32 @@ class _Aborted(Exception):
     pass
 
 
+_LOAD_MEMORY = "256MB"
+
+
 @contextmanager
 def _loading(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Settings for a load that runs beside the extraction: one thread, so that it
-    does not fight the validating processes for the cores (measured 10% faster end to
-    end), and no ordering work on raw rows. Both are database-wide in DuckDB, so they
-    are reset afterwards."""
+    """Settings for a load that runs beside the extraction:
+
+    - one thread, so that it does not fight the validating processes for the cores
+      (measured 10% faster end to end);
+    - no ordering work on raw rows;
+    - a 256 MB memory limit. Without one, DuckDB keeps the transaction's new row groups
+      in memory (170 MB for 1M users) and writes them all at the commit, a 0.4 s tail
+      after the extraction has ended. Under the limit it writes them into the file as
+      the parts arrive, overlapping the extraction: 10% faster end to end and 200 MB
+      less peak memory. Nothing spills to temporary files.
+
+    All three are database-wide in DuckDB, so they are reset afterwards."""
     con.execute("SET threads = 1")
     con.execute("SET preserve_insertion_order = false")
+    con.execute(f"SET memory_limit = '{_LOAD_MEMORY}'")
     try:
         yield
     finally:
         con.execute("RESET threads")
         con.execute("RESET preserve_insertion_order")
+        con.execute("RESET memory_limit")
 
 
 class DuckDBPartitionLoad:
