@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Final, Literal, NotRequired
+from typing import Annotated, Any, Final, Literal, NotRequired, get_args
 
 from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict
@@ -117,7 +117,11 @@ def batch_adapter(entity: Entity) -> TypeAdapter[list[Any]]:
 EVENT_SCHEMA_VERSION: Final = 1
 
 
-Hex32 = Annotated[str, Field(min_length=32, max_length=32)]
+# 32 lowercase hex digits: an event id or a content hash, as the poller derives them.
+Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+ChangeType = Literal["cart_created", "cart_updated"]
+DeleteType = Literal["cart_deleted"]
+EVENT_TYPES: Final[frozenset[str]] = frozenset(get_args(ChangeType) + get_args(DeleteType))
 
 
 class _EventBase(TypedDict):
@@ -130,13 +134,13 @@ class _EventBase(TypedDict):
 
 
 class CartChanged(_EventBase):
-    event_type: Literal["cart_created", "cart_updated"]
+    event_type: ChangeType
     content_hash: Hex32
     cart: Cart
 
 
 class CartDeleted(_EventBase):
-    event_type: Literal["cart_deleted"]
+    event_type: DeleteType
     content_hash: None
     cart: None
 

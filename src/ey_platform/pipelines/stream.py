@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from ey_platform.bus.base import Bus, Message, Received
 from ey_platform.errors import PlatformError
 from ey_platform.lake.base import Lake, put_bytes, quarantine_key
-from ey_platform.models import EVENT_SCHEMA_VERSION, event_adapter
+from ey_platform.models import EVENT_SCHEMA_VERSION, EVENT_TYPES, event_adapter
 from ey_platform.pipelines.extract import ExtractCounts, extract
 from ey_platform.pipelines.poller_state import Known, PollerState, PollResult
 from ey_platform.source.client import FakeStoreClient
@@ -250,12 +250,9 @@ def _check_one_by_one(messages: list[Received]) -> _Checked:
     return checked
 
 
-_TAGS = frozenset({"cart_created", "cart_updated", "cart_deleted"})
-
-
 def _reason(err: Any) -> str:
     # loc is (index, union tag, field...): keep the field path
-    path = [str(p) for p in err["loc"][1:] if p not in _TAGS]
+    path = [str(p) for p in err["loc"][1:] if p not in EVENT_TYPES]
     return f"{'.'.join(path) or 'message'}: {err['msg']}"
 
 
