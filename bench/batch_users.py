@@ -24,9 +24,11 @@ from bench.harness import peak_rss_mb
 def platform_way(url: str, workdir: Path) -> dict[str, Any]:
     from ey_platform.lake.local import LocalLake
     from ey_platform.pipelines.batch import BatchPipeline
+    from ey_platform.runtime import tune_allocator
     from ey_platform.source.client import FakeStoreClient
     from ey_platform.warehouse.duckdb import DuckDBWarehouse
 
+    tune_allocator()  # the process as `ey-platform batch` runs it
     warehouse = DuckDBWarehouse(workdir / "warehouse.duckdb")
     warehouse.setup()
     with FakeStoreClient(url) as client:

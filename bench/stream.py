@@ -26,10 +26,12 @@ def _parts(url: str, data: Path) -> Any:
     from ey_platform.lake.local import LocalLake
     from ey_platform.pipelines.poller_state import PollerState
     from ey_platform.pipelines.stream import CartConsumer, CartPoller
+    from ey_platform.runtime import tune_allocator
     from ey_platform.settings import StreamSettings
     from ey_platform.source.client import FakeStoreClient
     from ey_platform.warehouse.duckdb import DuckDBWarehouse
 
+    tune_allocator()  # the processes as `ey-platform stream poll|consume` run them
     bus = SQLiteBus(data / "bus.sqlite3")
     bus.setup()
     warehouse = DuckDBWarehouse(data / "warehouse.duckdb")

