@@ -22,12 +22,15 @@ def tune_allocator() -> bool:
     heap is trimmed and grown again, so its pages are faulted in anew each time: 600k
     page faults for a batch of 1M users, about a tenth of its CPU. Here buffers up to
     32 MB (glibc's own ceiling when it adapts) come from the heap, and up to 128 MB of
-    freed heap is kept. Measured on 1M users: 40% fewer page faults, 5 to 10% less CPU,
-    peak RSS within 10 MB. Returns whether it applied: glibc only, a no-op elsewhere.
+    freed heap is kept. Measured on 1M users: 40 to 55% fewer page faults, about 10%
+    less CPU, peak RSS 10 to 25 MB higher. Returns whether it applied: glibc only, a
+    no-op elsewhere.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
-    mallopt = ctypes.CDLL(None).mallopt
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:  # a libc that calls itself glibc but does not export it
+        return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
         mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
