@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ctypes
-import platform
+import os
 from functools import cache
 
 # glibc's mallopt parameters (malloc.h)
@@ -26,7 +26,7 @@ def tune_allocator() -> bool:
     less CPU, peak RSS 10 to 25 MB higher. Returns whether it applied: glibc only, a
     no-op elsewhere.
     """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not _glibc():
         return False
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is None:  # a libc that calls itself glibc but does not export it
@@ -35,3 +35,13 @@ def tune_allocator() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
         mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     )
+
+
+def _glibc() -> bool:
+    """Asked of the C library itself: ``platform.libc_ver()`` reads the interpreter's
+    binary to find out, milliseconds at every start when that binary is a large static
+    one."""
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError):  # a libc without that name
+        return False

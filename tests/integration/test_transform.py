@@ -169,10 +169,11 @@ def test_a_product_gone_from_the_catalog_is_closed_and_keeps_its_past_orders(
     platform: Platform,
 ) -> None:
     platform.everything()
-    ordered = platform.rows(
+    lines_of_20 = (
         "SELECT count(*) FROM bq_analytics.fact_orders f "
         "JOIN bq_analytics.dim_products p USING (product_key) WHERE p.product_id = 20"
     )
+    ordered = platform.rows(lines_of_20)
     platform.catalog.products.delete(20)
     platform.batch()  # same day: the day is replaced without product 20
     before = datetime.now(UTC).replace(tzinfo=None)
@@ -184,13 +185,7 @@ def test_a_product_gone_from_the_catalog_is_closed_and_keeps_its_past_orders(
     assert is_current is False
     assert before - timedelta(seconds=1) <= valid_to <= after  # closed when dbt saw it go
     assert ordered[0][0] > 0
-    assert (
-        platform.rows(
-            "SELECT count(*) FROM bq_analytics.fact_orders f "
-            "JOIN bq_analytics.dim_products p USING (product_key) WHERE p.product_id = 20"
-        )
-        == ordered
-    )
+    assert platform.rows(lines_of_20) == ordered
 
 
 def test_a_failing_build_names_what_failed(tmp_path: Path) -> None:

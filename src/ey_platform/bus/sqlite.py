@@ -106,8 +106,14 @@ class _Cursor:
         )
 
     def settle(self, index: int) -> None:
+        """Done with message ``index``: acked, or moved to the dead letters."""
         self.leases[index] = _ACKED
         self.unacked -= 1
+        self.changed = True
+
+    def release(self, index: int) -> None:
+        """Give message ``index`` back: due again at once."""
+        self.leases[index] = 0.0
         self.changed = True
 
 
@@ -426,8 +432,8 @@ class SQLiteBus:
             [m.message_id for m in read],
         )
 
-    def _settle(self, ack_ids: Sequence[str], settle: str) -> int:
-        """Ack (``settle="ack"``) or give back (``"nack"``) the deliveries still current."""
+    def _answer(self, ack_ids: Sequence[str], ack: bool) -> int:
+        """Ack (or, with ``ack`` false, give back) the deliveries still current; how many."""
         by_segment: dict[int, list[tuple[int, int]]] = {}
         for ack_id in ack_ids:
             segment, index, attempt = _parse_ack(ack_id)
@@ -439,15 +445,10 @@ class SQLiteBus:
                 cursor = self._cursor(con, self.subscription, segment)
                 if cursor is None:
                     continue
-                done = 0
                 for index, attempt in items:
                     if cursor.current(index, attempt):
-                        cursor.leases[index] = _ACKED if settle == "ack" else 0.0
-                        done += 1
-                if done:
-                    cursor.changed = True
-                    cursor.unacked -= done if settle == "ack" else 0
-                    counted += done
+                        (cursor.settle if ack else cursor.release)(index)
+                        counted += 1
                 cursors.append(cursor)
             self._save(con, self.subscription, cursors)
         return counted
@@ -461,11 +462,11 @@ class SQLiteBus:
         return None if row is None else _Cursor.load(segment, *row)
 
     def ack(self, ack_ids: Sequence[str]) -> int:
-        return self._settle(ack_ids, "ack") if ack_ids else 0
+        return self._answer(ack_ids, ack=True) if ack_ids else 0
 
     def nack(self, ack_ids: Sequence[str]) -> None:
         if ack_ids:
-            self._settle(ack_ids, "nack")
+            self._answer(ack_ids, ack=False)
 
     def dead_letter(self, received: Received, reason: str) -> None:
         segment, index, attempt = _parse_ack(received.ack_id)
