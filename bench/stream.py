@@ -47,16 +47,15 @@ def first_poll(url: str, data: Path, n: int) -> dict[str, Any]:
     _, consumer, _ = _parts(url, data)
     start = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-m", "bench.stream", "poll-only", url, str(data)])
-    from ey_platform.pipelines.stream import ConsumeResult
-
-    result = ConsumeResult()
-    while result.loaded < n:
-        if not consumer.consume_batch(result):
+    loaded = 0
+    while loaded < n:  # as `stream run` consumes: drained, idle a moment, again
+        result = consumer.run(drain=True)
+        loaded += result.loaded
+        if not result.pulled:
             time.sleep(0.05)
-    consumer.sink.release()
     seconds = time.perf_counter() - start
     child.wait()
-    return {"events": result.loaded, "seconds": seconds, "peak_rss_mb": peak_rss_mb()}
+    return {"events": loaded, "seconds": seconds, "peak_rss_mb": peak_rss_mb()}
 
 
 def poll_only(url: str, data: Path) -> None:
