@@ -27,6 +27,7 @@ from ey_platform.source.client import FakeStoreClient
 from ey_platform.source.data import Catalog
 from ey_platform.source.faults import FaultPlan
 from ey_platform.source.server import ServerState, create_app, serve_in_thread
+from ey_platform.warehouse.base import EventRows, EventSink
 from ey_platform.warehouse.duckdb import DuckDBWarehouse
 
 
@@ -115,6 +116,48 @@ def test_the_same_message_delivered_twice_lands_once(stack: Stack) -> None:
     assert stack.rows("SELECT count(*), count(DISTINCT event_id) FROM bq_raw.carts_events") == [
         (50, 50)
     ]
+
+
+class _SinkDownOnce:
+    """The warehouse's event sink, except that write number ``down`` fails unwritten."""
+
+    def __init__(self, sink: EventSink, down: int) -> None:
+        self.sink, self.down, self.writes = sink, down, 0
+
+    def write(self, rows: EventRows) -> int:
+        self.writes += 1
+        if self.writes == self.down:
+            raise RuntimeError("warehouse unreachable")
+        return self.sink.write(rows)
+
+    def release(self) -> None:
+        self.sink.release()
+
+
+def test_a_failed_write_leaves_its_batch_unacked_and_gives_back_the_next(
+    tmp_path: Path, server: tuple[str, ServerState]
+) -> None:
+    stack = Stack(tmp_path / "data", server[0], ack_deadline=3.0)
+    try:
+        stack.poller().poll_once()  # 50 events, in cart order
+        sink = _SinkDownOnce(stack.warehouse.event_sink(), down=2)
+        with pytest.raises(RuntimeError, match="warehouse unreachable"):
+            CartConsumer(stack.bus, sink, 20).run(drain=True)
+        # batch 1 committed and acked; batch 2 failed and stays leased; batch 3, pulled
+        # while batch 2 was being written, was given back at once
+        assert stack.rows("SELECT min(cart_id), max(cart_id) FROM bq_raw.carts_events") == [(1, 20)]
+        again = stack.bus.pull(50)
+        assert sorted(int(m.ordering_key) for m in again) == list(range(41, 51))
+        stack.bus.nack([m.ack_id for m in again])
+        time.sleep(3.0)  # batch 2's lease runs out
+        result = stack.consume()
+        assert (result.loaded, result.duplicates) == (30, 0)
+        assert stack.rows(
+            "SELECT count(*), count(DISTINCT event_id), min(cart_id), max(cart_id) "
+            "FROM bq_raw.carts_events"
+        ) == [(50, 50, 1, 50)]
+    finally:
+        stack.close()
 
 
 def test_a_malformed_message_is_dead_lettered_and_the_rest_flow_on(stack: Stack) -> None:
