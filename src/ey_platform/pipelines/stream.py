@@ -184,10 +184,10 @@ def _messages(
     messages = []
     for cart_id, version, kind, digest, cart_json in events:
         eid = event_id(cart_id, version, kind, digest)
+        content = f'"{digest}"' if digest else "null"
         head = (
             f'{{"schema_version":{_SCHEMA_VERSION},"event_id":"{eid}","event_type":"{kind}",'
-            f'"cart_id":{cart_id},"cart_version":{version},'
-            f'"content_hash":{f"{chr(34)}{digest}{chr(34)}" if digest else "null"}'
+            f'"cart_id":{cart_id},"cart_version":{version},"content_hash":{content}'
         )
         key = str(cart_id)
         attributes = {
