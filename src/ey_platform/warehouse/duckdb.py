@@ -213,7 +213,9 @@ def _loading(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Settings for a load that runs beside the extraction:
 
     - one thread, so that it does not fight the validating processes for the cores
-      (measured 10% faster end to end);
+      (measured 10% faster end to end), until the extraction is over: the parts still
+      queued then load with every core (5 to 8% faster end to end, two A/Bs of six
+      alternated runs of 1M users);
     - no ordering work on raw rows;
     - a 256 MB memory limit. Without one, DuckDB keeps the transaction's new row groups
       in memory (170 MB for 1M users) and writes them all at the commit, a 0.4 s tail
@@ -289,7 +291,12 @@ class DuckDBPartitionLoad:
         raw, m = self.wh.raw, self.meta
         with self.wh.connect() as con, _loading(con), _transaction(con):
             con.execute(f"DELETE FROM {raw}.{m.entity} WHERE _ingestion_date = ?", [m.day])
+            alone = False
             while isinstance(item, LakeObject):
+                if self._finished and not alone:
+                    # The extraction is over: the parts still queued have the cores.
+                    con.execute("RESET threads")
+                    alone = True
                 started = time.perf_counter()
                 self._insert(con, item)
                 log.debug(
