@@ -284,10 +284,10 @@ class CartConsumer:
         """Consume until :meth:`stop`, or with ``drain`` until the subscription is empty."""
         result = ConsumeResult()
         started = time.perf_counter()
-        with _Landing(self.bus, self.sink, result) as landing:
+        with _WriteBehind(self.bus, self.sink, result) as writes:
             while not self.stopping:
-                if not self._take(landing, result):
-                    landing.settle()
+                if not self._take(writes, result):
+                    writes.settle()
                     self.sink.release()
                     if drain:
                         break
@@ -308,12 +308,12 @@ class CartConsumer:
 
     def consume_batch(self, result: ConsumeResult) -> bool:
         """One pull, land, ack, without a pipeline. False when there was nothing to pull."""
-        with _Landing(self.bus, self.sink, result) as landing:
-            return self._take(landing, result)
+        with _WriteBehind(self.bus, self.sink, result) as writes:
+            return self._take(writes, result)
 
-    def _take(self, landing: _Landing, result: ConsumeResult) -> bool:
+    def _take(self, writes: _WriteBehind, result: ConsumeResult) -> bool:
         """Pull and validate a batch, dead-letter its invalid messages and hand the rest
-        to ``landing``. False when there was nothing to pull."""
+        to ``writes``. False when there was nothing to pull."""
         with gc_paused():  # a batch is thousands of fresh objects and no cycle
             messages = self.bus.pull(self.batch_size)
             if not messages:
@@ -327,11 +327,11 @@ class CartConsumer:
         result.pulled += len(messages)
         result.dead_lettered += len(checked.invalid)
         result.batches += 1
-        landing.put(checked.valid)
+        writes.put(checked.valid)
         return True
 
 
-class _Landing:
+class _WriteBehind:
     """Writes valid batches into the sink in a thread, one at a time, and acks each
     once it is committed (:meth:`settle`). Leaving the block settles the batch in
     flight; after an error, that batch is left unacked, to be redelivered and skipped
@@ -342,7 +342,7 @@ class _Landing:
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="consumer-write")
         self.pending: tuple[Future[int], list[Received]] | None = None
 
-    def __enter__(self) -> _Landing:
+    def __enter__(self) -> _WriteBehind:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
