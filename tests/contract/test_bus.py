@@ -162,6 +162,9 @@ def test_dead_letter_with_a_reason(make_bus: BusFactory) -> None:
     (dead,) = _eventually(bus.dead_letters)
     assert dead.data == b"bad"
     assert dead.attributes["dead_letter_reason"] == "cart_id: Field required"
+    assert dead.attributes["delivery_attempts"] == "1"
+    # the dead letter names the message it stands for, whatever id the backend gives it
+    assert dead.attributes["original_message_id"] == bad.message_id
 
 
 def test_published_messages_survive_a_new_connection(make_bus: BusFactory) -> None:

@@ -118,6 +118,22 @@ def test_the_same_message_delivered_twice_lands_once(stack: Stack) -> None:
     ]
 
 
+def test_the_sink_leaves_the_database_settings_as_it_found_them(stack: Stack) -> None:
+    stack.poller().poll_once()
+    setting = "SELECT current_setting('checkpoint_threshold')"
+    # A connection held across the consume keeps the database instance, and with it
+    # the setting the sink changes for itself (database-wide in DuckDB).
+    with stack.warehouse.connect() as held:
+        before = held.execute(setting).fetchall()
+        sink = stack.warehouse.event_sink()
+        result = ConsumeResult()
+        assert CartConsumer(stack.bus, sink, 500).consume_batch(result)
+        assert result.loaded == 50
+        assert held.execute(setting).fetchall() != before  # held by the sink meanwhile
+        sink.release()
+        assert held.execute(setting).fetchall() == before
+
+
 class _SinkDownOnce:
     """The warehouse's event sink, except that write number ``down`` fails unwritten."""
 

@@ -10,7 +10,7 @@ import pytest
 
 from ey_platform.bus import sqlite as sqlite_bus
 from ey_platform.bus.base import Message
-from ey_platform.bus.sqlite import SQLiteBus
+from ey_platform.bus.sqlite import FORMAT_VERSION, SQLiteBus
 from ey_platform.errors import BusError
 
 
@@ -88,6 +88,21 @@ def test_a_bus_file_of_the_older_format_is_refused(tmp_path: Path) -> None:
         SQLiteBus(path).setup()
     with sqlite3.connect(path) as con:  # and nothing of it was touched
         assert con.execute("SELECT count(*) FROM deliveries").fetchone() == (1,)
+
+
+def test_a_bus_file_of_a_newer_format_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bus.sqlite3"
+    bus = SQLiteBus(path)
+    bus.setup()
+    bus.publish([Message(b"kept")])
+    bus.close()
+    with sqlite3.connect(path) as con:
+        con.execute(f"PRAGMA user_version = {FORMAT_VERSION + 1}")
+    with pytest.raises(BusError, match=f"{path} holds a bus of format {FORMAT_VERSION + 1}"):
+        SQLiteBus(path).setup()
+    with sqlite3.connect(path) as con:  # and it was left as it was
+        assert con.execute("PRAGMA user_version").fetchone() == (FORMAT_VERSION + 1,)
+        assert con.execute("SELECT count(*) FROM segments").fetchone() == (1,)
 
 
 def test_a_pull_of_no_messages_is_refused(tmp_path: Path) -> None:

@@ -190,6 +190,12 @@ class SQLiteBus:
                 f"{self.path} holds a bus of an older format (one row per message). "
                 "Drain it with the version that wrote it, or move it away to start empty."
             )
+        (written,) = con.execute("PRAGMA user_version").fetchone()
+        if written > FORMAT_VERSION:
+            raise BusError(
+                f"{self.path} holds a bus of format {written}, newer than this version "
+                f"reads ({FORMAT_VERSION}). Run the version that wrote it."
+            )
         con.executescript(_SCHEMA)
         con.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
         with self._write() as con:
@@ -414,7 +420,8 @@ class SQLiteBus:
         reason: str,
     ) -> None:
         """Settle messages ``indexes`` and republish them on the dead-letter topic, with
-        the reason and their delivery count, under their own message ids."""
+        the reason, their delivery count and their message id (as Pub/Sub's backend
+        does; here the dead letter also keeps the id itself)."""
         read = self._read(con, cursor, indexes, keys)
         for i in indexes:
             cursor.settle(i)
@@ -428,6 +435,7 @@ class SQLiteBus:
                         **m.attributes,
                         "dead_letter_reason": reason,
                         "delivery_attempts": str(m.delivery_attempt),
+                        "original_message_id": m.message_id,
                     },
                     m.ordering_key,
                 )

@@ -386,6 +386,8 @@ class DuckDBEventSink:
             # Every commit is in the WAL, durable; checkpointing it into the table at
             # DuckDB's default 16 MB made commits of event batches 2 times slower. The
             # file is checkpointed when the sink lets go of it (at most hold_seconds).
+            # Database-wide, so reset when it lets go: a batch load in the same process
+            # (``up``) keeps DuckDB's default.
             self._con.execute("SET checkpoint_threshold = '256MB'")
             self._opened = time.monotonic()
         return self._con
@@ -427,5 +429,9 @@ class DuckDBEventSink:
         return int(row[0]) if row else 0
 
     def release(self) -> None:
-        self._held.close()
-        self._con = None
+        try:
+            if self._con is not None:
+                self._con.execute("RESET checkpoint_threshold")
+        finally:
+            self._held.close()
+            self._con = None
