@@ -33,6 +33,11 @@ locals {
     consumer  = { job = "consumer", role = "roles/bigquery.dataEditor" }  # the MERGE into carts_events
     transform = { job = "transform", role = "roles/bigquery.dataViewer" } # dbt reads the sources
   }
+  # The poller reads what the warehouse landed of each cart: when it starts without its
+  # state, and once an hour to delete carts nobody else knows are gone. That table only.
+  events_table_grants = {
+    poller = { job = "poller", role = "roles/bigquery.dataViewer" }
+  }
   analytics_dataset_grants = {
     transform = { job = "transform", role = "roles/bigquery.dataEditor" } # dbt builds the marts
   }
@@ -48,6 +53,7 @@ locals {
   # Running queries and load jobs is a project-level permission in BigQuery.
   project_grants = {
     batch     = { job = "batch", role = "roles/bigquery.jobUser" }
+    poller    = { job = "poller", role = "roles/bigquery.jobUser" }
     consumer  = { job = "consumer", role = "roles/bigquery.jobUser" }
     transform = { job = "transform", role = "roles/bigquery.jobUser" }
   }
@@ -63,6 +69,14 @@ resource "google_storage_bucket_iam_member" "raw" {
 resource "google_bigquery_dataset_iam_member" "raw" {
   for_each   = local.raw_dataset_grants
   dataset_id = google_bigquery_dataset.raw.dataset_id
+  role       = each.value.role
+  member     = local.sa[each.value.job]
+}
+
+resource "google_bigquery_table_iam_member" "events" {
+  for_each   = local.events_table_grants
+  dataset_id = google_bigquery_dataset.raw.dataset_id
+  table_id   = google_bigquery_table.raw["carts_events"].table_id
   role       = each.value.role
   member     = local.sa[each.value.job]
 }

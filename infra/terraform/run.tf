@@ -1,7 +1,7 @@
 # The CLI image (Dockerfile at the repository root) as Cloud Run jobs, one per identity.
 # The poller and the consumer are long-running: each job runs one task for up to 24 h
-# and Cloud Scheduler starts it again every day (a poller's restart republishes the
-# carts once with the same event ids, which the consumer's MERGE stores once).
+# and Cloud Scheduler starts it again every day (a poller's task starts with no state
+# of its own: it starts from what bq_raw.carts_events holds of each cart).
 locals {
   run_jobs = {
     batch = {

@@ -228,7 +228,12 @@ def _stream_parts(cfg: Settings) -> Iterator[StreamParts]:
     """Poller, consumer, bus, poller state and warehouse from settings, closed afterwards."""
     from ey_platform.backends import make_bus
     from ey_platform.pipelines.poller_state import PollerState
-    from ey_platform.pipelines.stream import CartConsumer, CartPoller, StreamParts
+    from ey_platform.pipelines.stream import (
+        CartConsumer,
+        CartPoller,
+        StreamParts,
+        landed_cart_states,
+    )
     from ey_platform.source.client import FakeStoreClient
 
     bus = make_bus(cfg)
@@ -240,7 +245,14 @@ def _stream_parts(cfg: Settings) -> Iterator[StreamParts]:
     state = PollerState(cfg.poller_state_path)
     client = FakeStoreClient.from_settings(cfg)
     try:
-        poller = CartPoller(client, bus, state, lake)
+        poller = CartPoller(
+            client,
+            bus,
+            state,
+            lake,
+            landed=lambda: landed_cart_states(warehouse),
+            reconcile_every=cfg.stream.reconcile_every * 60,
+        )
         consumer = CartConsumer(bus, warehouse.event_sink(), cfg.stream.batch_size)
         yield StreamParts(poller, consumer, bus, state, warehouse)
     finally:

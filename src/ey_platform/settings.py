@@ -114,6 +114,12 @@ class StreamSettings(BaseModel):
     transform_every: float = Field(
         15.0, gt=0, description="Minutes between two transforms in `ey-platform up`."
     )
+    reconcile_every: float = Field(
+        60.0,
+        gt=0,
+        description="Minutes between two checks of the poller's memory against the "
+        "warehouse: carts it landed alive that the API no longer holds are deleted.",
+    )
 
 
 class GcpSettings(BaseModel):

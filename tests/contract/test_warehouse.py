@@ -93,7 +93,14 @@ def test_the_quarantine_of_a_day_is_replaced_with_it(lake: Lake, warehouse: Ware
     assert [tuple(r) for r in rows] == [("products", "run2", "price: bad 0")]
 
 
-def _event(event_id: str, cart_id: int, version: int, kind: str = "cart_created") -> bytes:
+def _event(
+    event_id: str,
+    cart_id: int,
+    version: int,
+    kind: str = "cart_created",
+    extracted: str = "2026-11-26T10:00:00+00:00",
+) -> bytes:
+    deleted = kind == "cart_deleted"
     return orjson.dumps(
         {
             "event_id": event_id,
@@ -101,9 +108,9 @@ def _event(event_id: str, cart_id: int, version: int, kind: str = "cart_created"
             "schema_version": 1,
             "cart_id": cart_id,
             "cart_version": version,
-            "content_hash": "h" + event_id,
-            "cart": None if kind == "cart_deleted" else {"id": cart_id, "userId": 1},
-            "extracted_at": "2026-11-26T10:00:00+00:00",
+            "content_hash": None if deleted else "h" + event_id,
+            "cart": None if deleted else {"id": cart_id, "userId": 1},
+            "extracted_at": extracted,
             "published_at": "2026-11-26T10:00:01+00:00",
         }
     )
@@ -129,6 +136,26 @@ def test_the_event_sink_lands_each_event_once(warehouse: Warehouse) -> None:
         ("e2", "cart_created", False, DAY),
         ("e3", "cart_deleted", True, DAY),
     ]
+
+
+def test_the_landed_cart_states_are_the_last_observed_with_the_highest_version(
+    warehouse: Warehouse,
+) -> None:
+    from ey_platform.pipelines.stream import landed_cart_states
+
+    sink = warehouse.event_sink()
+    sink.write(
+        _batch(
+            _event("a1", 1, 1),
+            _event("a2", 1, 2, "cart_updated", extracted="2026-11-26T10:05:00+00:00"),
+            # a poller that lost its memory: version 1 again, observed last
+            _event("a3", 1, 1, "cart_created", extracted="2026-11-26T10:09:00+00:00"),
+            _event("b1", 2, 1),
+            _event("b2", 2, 2, "cart_deleted", extracted="2026-11-26T10:05:00+00:00"),
+        )
+    )
+    sink.release()
+    assert sorted(landed_cart_states(warehouse)) == [(1, "ha3", 2), (2, None, 2)]
 
 
 def test_a_run_is_recorded_once_with_its_last_state(warehouse: Warehouse) -> None:

@@ -123,7 +123,12 @@ _GRANTS = {
         "roles/bigquery.dataEditor",
         "roles/bigquery.jobUser",
     },
-    "poller": {"roles/pubsub.publisher", "roles/storage.objectCreator"},
+    "poller": {
+        "roles/pubsub.publisher",
+        "roles/storage.objectCreator",
+        "roles/bigquery.dataViewer",
+        "roles/bigquery.jobUser",
+    },
     "consumer": {
         "roles/pubsub.subscriber",
         "roles/pubsub.publisher",

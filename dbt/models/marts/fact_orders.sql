@@ -1,5 +1,8 @@
 {#-
   One row per cart line, in the cart's latest state; deleted carts are left out.
+  The latest state is the last one the poller observed (extracted_at), then the highest
+  version: versions restart when the poller loses its memory, and a crash between a
+  publish and the poller's state save can give two states the same version.
   Materialized as a table, rebuilt on every run: a cart update or deletion can touch
   any past order date, and a rebuild is correct by construction. On BigQuery the table
   is partitioned by order_date and clustered, so BI queries prune by date.
@@ -19,7 +22,9 @@ latest_state as (
 
     select * from events
     where true
-    qualify row_number() over (partition by cart_id order by cart_version desc) = 1
+    qualify row_number() over (
+        partition by cart_id order by extracted_at desc, cart_version desc
+    ) = 1
 
 ),
 

@@ -26,7 +26,9 @@ LAYERS = (
 
 _LIVE_CARTS = """
 SELECT count(*) FROM (
-    SELECT event_type, row_number() OVER (PARTITION BY cart_id ORDER BY cart_version DESC) AS rn
+    SELECT event_type,
+           row_number() OVER (PARTITION BY cart_id
+                              ORDER BY extracted_at DESC, cart_version DESC) AS rn
     FROM {raw}.carts_events) AS latest
 WHERE rn = 1 AND event_type <> 'cart_deleted'
 """

@@ -3,7 +3,9 @@
 Poller: each poll fetches every cart, compares its content hash with what was last
 published for it (:mod:`.poller_state`), and publishes ``cart_created``,
 ``cart_updated`` and, for carts that vanished, ``cart_deleted``. The state of a cart
-moves on only after the bus confirms the publish.
+moves on only after the bus confirms the publish. A poller that finds its state empty
+while the warehouse holds events (a fresh disk, a new Cloud Run task) starts from what
+the warehouse landed of each cart (:func:`landed_cart_states`).
 
 Consumer: pulls a batch, validates it, inserts the valid events into the warehouse
 skipping event ids it already holds (in the same transaction), commits, then acks.
@@ -30,7 +32,7 @@ import orjson
 from pydantic import ValidationError
 
 from ey_platform.bus.base import Bus, Message, Received
-from ey_platform.errors import PlatformError
+from ey_platform.errors import PlatformError, WarehouseError
 from ey_platform.lake.base import Lake, put_bytes, quarantine_key
 from ey_platform.models import EVENT_SCHEMA_VERSION, EVENT_TYPES, event_adapter
 from ey_platform.pipelines.extract import ExtractCounts, extract
@@ -59,8 +61,40 @@ def event_id(cart_id: int, version: int, event_type: str, digest: str | None) ->
     return hashlib.blake2b(key, digest_size=16).hexdigest()
 
 
+CartStates = list[tuple[int, str | None, int]]  # cart id, content hash (None: deleted), version
+
+_LANDED = """
+SELECT cart_id, content_hash, top_version FROM (
+    SELECT cart_id, content_hash,
+           max(cart_version) OVER (PARTITION BY cart_id) AS top_version,
+           row_number() OVER (PARTITION BY cart_id
+                              ORDER BY extracted_at DESC, cart_version DESC) AS observed
+    FROM {raw}.carts_events) AS events
+WHERE observed = 1
+"""
+
+
+def landed_cart_states(warehouse: Warehouse) -> CartStates:
+    """Per cart in ``carts_events``: the content hash of the state last observed (None
+    if it was a deletion) and the highest version landed, so that versions go on
+    growing. Events still on the bus are not in it; the poller publishes those changes
+    again, with the same ids where the cart has not changed since (the sink skips them),
+    and where it has, the state observed last wins downstream (see ``fact_orders``)."""
+    rows = warehouse.query(_LANDED.format(raw=warehouse.raw))
+    return [(int(cart), digest, int(version)) for cart, digest, version in rows]
+
+
 class CartPoller:
-    """Turns the carts the API holds into events, once per change."""
+    """Turns the carts the API holds into events, once per change.
+
+    ``landed`` gives what the warehouse holds of each cart. The poller starts from it
+    when its own state is empty: without it, a poller that lost its state would publish
+    every cart again from version 1 and never learn of the carts deleted meanwhile. And
+    every ``reconcile_every`` seconds (at its first poll, then on that period) it
+    deletes the carts the warehouse holds alive that neither the API nor its state
+    knows: carts created in events that were still on the bus when a state was lost
+    (or between a publish and a crash), and deleted since.
+    """
 
     def __init__(
         self,
@@ -69,8 +103,13 @@ class CartPoller:
         state: PollerState,
         lake: Lake,
         clock: Clock = _utc_now,
+        landed: Callable[[], CartStates] | None = None,
+        reconcile_every: float = 3600.0,
     ) -> None:
         self.client, self.bus, self.state, self.lake, self.clock = client, bus, state, lake, clock
+        self.landed = landed
+        self.reconcile_every = reconcile_every
+        self._reconcile_at = time.monotonic()
 
     def poll_once(self) -> PollResult:
         started = time.perf_counter()
@@ -102,8 +141,19 @@ class CartPoller:
         )
         return result
 
-    def _poll(self, result: PollResult, extracted_at: datetime) -> None:
+    def _known(self) -> dict[int, Known]:
+        """The state, or, when it is empty, what the warehouse landed (saved as the state)."""
         known = self.state.load()
+        if known or self.landed is None:
+            return known
+        landed = self.landed()
+        if landed:
+            self.state.save(landed)
+            log.warning("stream.state_recovered", extra={"carts": len(landed)})
+        return {cart_id: Known(digest, version) for cart_id, digest, version in landed}
+
+    def _poll(self, result: PollResult, extracted_at: datetime) -> None:
+        known = self._known()
         seen: set[int] = set()
         counts = ExtractCounts("carts")
         rejects: list[Rejected] = []
@@ -117,6 +167,31 @@ class CartPoller:
         # Only a complete fetch can tell that a cart is gone.
         gone = [cid for cid, k in known.items() if k.content_hash is not None and cid not in seen]
         self._publish(self._deletions(gone, known, result), extracted_at)
+        strays = self._strays(seen, known)
+        if strays:
+            result.deleted += len(strays)
+            log.warning("stream.strays_deleted", extra={"carts": len(strays)})
+            self._publish(
+                [_Event(cid, version + 1, "cart_deleted", None, None) for cid, version in strays],
+                extracted_at,
+            )
+
+    def _strays(self, seen: set[int], known: dict[int, Known]) -> list[tuple[int, int]]:
+        """Carts the warehouse holds alive that neither the API nor the state knows, with
+        their highest version; checked once every ``reconcile_every`` seconds."""
+        if self.landed is None or time.monotonic() < self._reconcile_at:
+            return []
+        try:
+            landed = self.landed()
+        except WarehouseError as exc:  # the poll itself went through: try at the next one
+            log.warning("stream.reconcile_skipped", extra={"error": str(exc)})
+            return []
+        self._reconcile_at = time.monotonic() + self.reconcile_every
+        return [
+            (cart_id, version)
+            for cart_id, digest, version in landed
+            if digest is not None and cart_id not in seen and cart_id not in known
+        ]
 
     def _changes(
         self,
