@@ -25,7 +25,7 @@ def _parts(url: str, data: Path) -> Any:
     from ey_platform.bus.sqlite import SQLiteBus
     from ey_platform.lake.local import LocalLake
     from ey_platform.pipelines.poller_state import PollerState
-    from ey_platform.pipelines.stream import CartConsumer, CartPoller
+    from ey_platform.pipelines.stream import CartConsumer, CartPoller, landed_cart_states
     from ey_platform.runtime import tune_allocator
     from ey_platform.settings import StreamSettings
     from ey_platform.source.client import FakeStoreClient
@@ -36,8 +36,12 @@ def _parts(url: str, data: Path) -> Any:
     bus.setup()
     warehouse = DuckDBWarehouse(data / "warehouse.duckdb")
     warehouse.setup()
-    poller = CartPoller(
-        FakeStoreClient(url), bus, PollerState(data / "state.sqlite3"), LocalLake(data / "lake")
+    poller = CartPoller(  # as deployed: a memory to recover from, checked at the start
+        FakeStoreClient(url),
+        bus,
+        PollerState(data / "state.sqlite3"),
+        LocalLake(data / "lake"),
+        landed=lambda: landed_cart_states(warehouse),
     )
     batch = StreamSettings().batch_size  # the consumer as deployed
     return poller, CartConsumer(bus, warehouse.event_sink(), batch), warehouse
