@@ -456,10 +456,13 @@ def up_cmd(
     """Run the whole platform until SIGTERM.
 
     The poller, the consumer, the daily batch at EYP_BATCH__RUN_AT (UTC), and the
-    transform after it and every EYP_STREAM__TRANSFORM_EVERY minutes.
+    transform after it and every EYP_STREAM__TRANSFORM_EVERY minutes. Started after the
+    run time, it runs the day's batch at once unless it has already finished; a failed
+    batch is retried after EYP_BATCH__RETRY_AFTER minutes.
     """
     from datetime import timedelta
 
+    from ey_platform.pipelines.batch import day_finished
     from ey_platform.pipelines.platform import Scheduler
     from ey_platform.pipelines.stream import Stopper
     from ey_platform.transform import BUILD, run_dbt
@@ -476,6 +479,8 @@ def up_cmd(
             poll_interval=cfg.stream.poll_interval,
             batch_at=cfg.batch.run_at,
             transform_every=timedelta(minutes=cfg.stream.transform_every),
+            batch_finished=lambda day: day_finished(parts.warehouse, day, BATCH_ENTITIES),
+            retry_after=timedelta(minutes=cfg.batch.retry_after),
         ).run(stopper, batch_now=now)
 
 

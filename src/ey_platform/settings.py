@@ -46,6 +46,9 @@ class BatchSettings(BaseModel):
     run_at: time = Field(
         time(2, 0), description="UTC time of day at which `ey-platform up` runs the batch."
     )
+    retry_after: float = Field(
+        10.0, gt=0, description="Minutes after which `ey-platform up` retries a failed batch."
+    )
 
 
 class LakeSettings(BaseModel):

@@ -167,3 +167,18 @@ def test_a_run_is_recorded_once_with_its_last_state(warehouse: Warehouse) -> Non
         f"SELECT run_id, status, loaded, error FROM {warehouse.raw}._pipeline_runs"
     )
     assert [tuple(r) for r in rows] == [("run1", "failed", 0, "it's broken")]
+
+
+def test_a_day_is_finished_once_every_entity_has_a_run_that_ended_well(
+    warehouse: Warehouse,
+) -> None:
+    from ey_platform.pipelines.batch import day_finished
+
+    entities = ("products", "users")
+    warehouse.record_run(RunRecord("r1", "batch", "products", DAY, NOW, "api", "loaded"))
+    warehouse.record_run(RunRecord("r2", "batch", "users", DAY, NOW, "api", "failed"))
+    warehouse.record_run(RunRecord("r3", "batch", "users", date(2026, 11, 25), NOW, "api"))
+    assert not day_finished(warehouse, DAY, entities)  # users failed that day
+    warehouse.record_run(RunRecord("r4", "batch", "users", DAY, NOW, "api", "unchanged"))
+    assert day_finished(warehouse, DAY, entities)
+    assert not day_finished(warehouse, date(2026, 11, 25), entities)

@@ -6,15 +6,18 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from ey_platform.pipelines.platform import next_run
+from ey_platform.errors import PlatformError
+from ey_platform.pipelines.platform import Scheduler, first_batch, next_run
+from ey_platform.pipelines.stream import Stopper
 from ey_platform.source.data import Catalog
 from ey_platform.source.server import create_app, serve_in_thread
 
@@ -26,18 +29,83 @@ def test_next_run_is_today_if_still_ahead_else_tomorrow() -> None:
     assert next_run(evening, clock_time(2, 0)) == datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
 
 
+def test_the_first_batch_catches_up_a_day_that_has_not_finished() -> None:
+    at = clock_time(2, 0)
+    morning = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
+    later = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
+    assert first_batch(morning, at, lambda day: False) == datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
+    assert first_batch(later, at, lambda day: False) == later  # down at 02:00: at once
+    asked: list[date] = []
+    assert first_batch(later, at, lambda day: asked.append(day) or True) == datetime(
+        2026, 11, 27, 2, 0, tzinfo=UTC
+    )
+    assert asked == [date(2026, 11, 26)]
+
+
+class _Idle:
+    """A poller and a consumer that do nothing: the scheduler's own thread is tested."""
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+
+    def poll_once(self) -> None:
+        pass
+
+    def run(self) -> None:
+        self.stopped.wait()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def test_a_failed_batch_is_retried_after_retry_after_then_transformed() -> None:
+    calls: list[str] = []
+
+    def batch(day: date) -> None:
+        calls.append("batch")
+        if calls.count("batch") == 1:
+            raise PlatformError("API down")
+
+    def transform() -> None:
+        calls.append("transform")
+        stopper.stop()
+
+    idle, stopper = _Idle(), Stopper()
+    scheduler = Scheduler(
+        idle,  # type: ignore[arg-type]
+        idle,  # type: ignore[arg-type]
+        batch,
+        transform,
+        poll_interval=60,
+        batch_at=clock_time(2, 0),
+        transform_every=timedelta(hours=1),
+        retry_after=timedelta(seconds=0.5),
+    )
+    runner = threading.Thread(target=scheduler.run, args=(stopper,), kwargs={"batch_now": True})
+    runner.start()
+    runner.join(timeout=30)
+    assert not runner.is_alive()
+    assert calls == ["batch", "batch", "transform"]  # no transform after the failure
+
+
 @pytest.mark.slow
 def test_up_runs_every_part_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with serve_in_thread(create_app(Catalog(), live_rate=5)) as url:
-        env = {**os.environ, "EYP_STREAM__POLL_INTERVAL": "1", "EYP_STREAM__TRANSFORM_EVERY": "0.1"}
+        env = {
+            **os.environ,
+            "EYP_STREAM__POLL_INTERVAL": "1",
+            "EYP_STREAM__TRANSFORM_EVERY": "0.1",
+            # past already: the day's batch has not run in this fresh data dir, so up
+            # catches it up at once (without --now)
+            "EYP_BATCH__RUN_AT": "00:00:00",
+        }
         proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "ey_platform",
                 "up",
-                "--now",
                 "--api-url",
                 url,
                 "--data-dir",

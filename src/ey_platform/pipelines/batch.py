@@ -47,6 +47,17 @@ log = logging.getLogger("ey_platform.batch")
 Progress = Callable[[str, int], None]
 
 
+def day_finished(warehouse: Warehouse, day: date, entities: Iterable[str]) -> bool:
+    """Whether every one of ``entities`` has a batch run for ``day`` that ended well
+    (loaded, or unchanged from the loaded run)."""
+    rows = warehouse.query(
+        f"SELECT DISTINCT entity FROM {warehouse.raw}._pipeline_runs "
+        "WHERE job = 'batch' AND ingestion_date = ? AND status IN ('loaded', 'unchanged')",
+        [day],
+    )
+    return set(entities) <= {entity for (entity,) in rows}
+
+
 def new_run_id(now: datetime) -> str:
     """Sortable by time, unique across machines: ``20261126T160000Z-3fa2c1``."""
     return f"{now:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"

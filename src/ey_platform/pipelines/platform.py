@@ -4,7 +4,9 @@ The poller (every poll interval) and the consumer run in threads; this thread ru
 the daily batch at its UTC time and the transform after each batch and every
 ``transform_every`` minutes. SIGTERM or SIGINT: the consumer finishes its batch, the
 poller its poll, and the process exits. A failing step is logged and tried again at
-its next turn; the process keeps running.
+its next turn; the process keeps running. The batch's next turn after a failure is
+``retry_after`` later, not the next day; and a process started after the day's run
+time runs the batch at once unless the day's batch has already finished.
 """
 
 from __future__ import annotations
@@ -27,6 +29,15 @@ def next_run(now: datetime, at: time) -> datetime:
     return candidate if candidate > now else candidate + timedelta(days=1)
 
 
+def first_batch(now: datetime, at: time, finished: Callable[[date], bool]) -> datetime:
+    """When a process started at ``now`` runs its first batch: at once if today's run
+    time has passed and today's batch has not finished (the process was down, or the
+    batch failed), else at the next run time."""
+    if now >= datetime.combine(now.date(), at, tzinfo=UTC) and not finished(now.date()):
+        return now
+    return next_run(now, at)
+
+
 class Scheduler:
     def __init__(
         self,
@@ -38,10 +49,13 @@ class Scheduler:
         poll_interval: float,
         batch_at: time,
         transform_every: timedelta,
+        batch_finished: Callable[[date], bool] = lambda day: True,
+        retry_after: timedelta = timedelta(minutes=10),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.poller, self.consumer = poller, consumer
         self.batch, self.transform = batch, transform
+        self.batch_finished, self.retry_after = batch_finished, retry_after
         self.poll_interval, self.batch_at, self.transform_every = (
             poll_interval,
             batch_at,
@@ -63,16 +77,21 @@ class Scheduler:
         for thread in threads:
             thread.start()
         now = self.clock()
-        next_batch = now if batch_now else next_run(now, self.batch_at)
+        next_batch = now if batch_now else self._first_batch(now)
         next_transform = now + self.transform_every
         log.info("up.started", extra={"next_batch": next_batch.isoformat(timespec="seconds")})
         while not stopper.event.is_set():
             now = self.clock()
             if now >= next_batch:
-                self._step("batch", partial(self.batch, now.date()))
-                self._step("transform", self.transform)
-                next_batch = next_run(now, self.batch_at)
-                next_transform = now + self.transform_every
+                if self._step("batch", partial(self.batch, now.date())):
+                    self._step("transform", self.transform)
+                    next_batch = next_run(now, self.batch_at)
+                    next_transform = now + self.transform_every
+                else:
+                    next_batch = min(now + self.retry_after, next_run(now, self.batch_at))
+                    log.info(
+                        "up.batch_retry", extra={"at": next_batch.isoformat(timespec="seconds")}
+                    )
             elif now >= next_transform:
                 self._step("transform", self.transform)
                 next_transform = now + self.transform_every
@@ -82,9 +101,19 @@ class Scheduler:
             thread.join()
         log.info("up.stopped")
 
+    def _first_batch(self, now: datetime) -> datetime:
+        try:
+            return first_batch(now, self.batch_at, self.batch_finished)
+        except PlatformError as exc:  # cannot tell: run it, a rerun of a day changes nothing
+            log.error("up.batch_check_failed", extra={"error": str(exc)})
+            return now
+
     @staticmethod
-    def _step(name: str, action: Callable[[], object]) -> None:
+    def _step(name: str, action: Callable[[], object]) -> bool:
+        """Run ``action``; False (and the error logged) if it failed."""
         try:
             action()
         except PlatformError as exc:
             log.error(f"up.{name}_failed", extra={"error": str(exc)})
+            return False
+        return True
