@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 import orjson
 import pytest
 
-from ey_platform.errors import ReconciliationError
+from ey_platform.errors import ReconciliationError, WarehouseError
 from ey_platform.lake.base import Lake, LakeObject, part_key, put_bytes, quarantine_key
 from ey_platform.warehouse.base import EventRows, LoadMeta, RunRecord, Warehouse
 
@@ -182,3 +182,8 @@ def test_a_day_is_finished_once_every_entity_has_a_run_that_ended_well(
     warehouse.record_run(RunRecord("r4", "batch", "users", DAY, NOW, "api", "unchanged"))
     assert day_finished(warehouse, DAY, entities)
     assert not day_finished(warehouse, date(2026, 11, 25), entities)
+
+
+def test_a_failing_query_raises_a_warehouse_error_naming_the_cause(warehouse: Warehouse) -> None:
+    with pytest.raises(WarehouseError, match="no_such_table"):
+        warehouse.query(f"SELECT * FROM {warehouse.raw}.no_such_table")

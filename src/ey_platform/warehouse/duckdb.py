@@ -197,7 +197,10 @@ class DuckDBWarehouse:
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         with self.connect() as con:
-            return con.execute(sql, params or []).fetchall()
+            try:
+                return con.execute(sql, params or []).fetchall()
+            except duckdb.Error as exc:  # as BigQuery's do: callers handle one error type
+                raise WarehouseError(f"query on {self.path} failed: {exc}") from exc
 
 
 class _Aborted(Exception):
