@@ -16,8 +16,11 @@ from typing import Any
 
 
 def build(data: Path, empty: bool) -> dict[str, Any]:
+    from ey_platform.runtime import tune_allocator
     from ey_platform.settings import load_settings
     from ey_platform.transform import BUILD, DBT_PROJECT, run_dbt
+
+    tune_allocator()  # as `ey-platform transform` runs (both projects alike)
 
     warehouse = {"duckdb_path": data / "warehouse.duckdb"}
     if empty:  # the same profile and warehouse, no model: dbt's fixed cost

@@ -22,6 +22,8 @@ from bench.harness import peak_rss_mb
 
 
 def _parts(url: str, data: Path) -> Any:
+    from functools import partial
+
     from ey_platform.bus.sqlite import SQLiteBus
     from ey_platform.lake.local import LocalLake
     from ey_platform.pipelines.poller_state import PollerState
@@ -41,7 +43,7 @@ def _parts(url: str, data: Path) -> Any:
         bus,
         PollerState(data / "state.sqlite3"),
         LocalLake(data / "lake"),
-        landed=lambda: landed_cart_states(warehouse),
+        landed=partial(landed_cart_states, warehouse),
     )
     batch = StreamSettings().batch_size  # the consumer as deployed
     return poller, CartConsumer(bus, warehouse.event_sink(), batch), warehouse

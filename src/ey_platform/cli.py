@@ -226,6 +226,8 @@ def batch_cmd(
 @contextmanager
 def _stream_parts(cfg: Settings) -> Iterator[StreamParts]:
     """Poller, consumer, bus, poller state and warehouse from settings, closed afterwards."""
+    from functools import partial
+
     from ey_platform.backends import make_bus
     from ey_platform.pipelines.poller_state import PollerState
     from ey_platform.pipelines.stream import (
@@ -250,7 +252,7 @@ def _stream_parts(cfg: Settings) -> Iterator[StreamParts]:
             bus,
             state,
             lake,
-            landed=lambda: landed_cart_states(warehouse),
+            landed=partial(landed_cart_states, warehouse),
             reconcile_every=cfg.stream.reconcile_every * 60,
         )
         consumer = CartConsumer(bus, warehouse.event_sink(), cfg.stream.batch_size)

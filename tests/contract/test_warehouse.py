@@ -156,6 +156,7 @@ def test_the_landed_cart_states_are_the_last_observed_with_the_highest_version(
     )
     sink.release()
     assert sorted(landed_cart_states(warehouse)) == [(1, "ha3", 2), (2, None, 2)]
+    assert landed_cart_states(warehouse, alive_only=True) == [(1, "ha3", 2)]
 
 
 def test_a_run_is_recorded_once_with_its_last_state(warehouse: Warehouse) -> None:

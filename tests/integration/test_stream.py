@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ class Stack:
             self.bus,
             state,
             LocalLake(self.data / "lake"),
-            landed=lambda: landed_cart_states(self.warehouse),
+            landed=partial(landed_cart_states, self.warehouse),
             reconcile_every=reconcile_every,
         )
 

@@ -70,24 +70,27 @@ SELECT cart_id, content_hash, top_version FROM (
            row_number() OVER (PARTITION BY cart_id
                               ORDER BY extracted_at DESC, cart_version DESC) AS observed
     FROM {raw}.carts_events) AS events
-WHERE observed = 1
+WHERE observed = 1{alive}
 """
 
 
-def landed_cart_states(warehouse: Warehouse) -> CartStates:
+def landed_cart_states(warehouse: Warehouse, alive_only: bool = False) -> CartStates:
     """Per cart in ``carts_events``: the content hash of the state last observed (None
     if it was a deletion) and the highest version landed, so that versions go on
-    growing. Events still on the bus are not in it; the poller publishes those changes
-    again, with the same ids where the cart has not changed since (the sink skips them),
-    and where it has, the state observed last wins downstream (see ``fact_orders``)."""
-    rows = warehouse.query(_LANDED.format(raw=warehouse.raw))
+    growing; with ``alive_only``, the carts not deleted only. Events still on the bus
+    are not in it; the poller publishes those changes again, with the same ids where
+    the cart has not changed since (the sink skips them), and where it has, the state
+    observed last wins downstream (see ``fact_orders``)."""
+    alive = " AND content_hash IS NOT NULL" if alive_only else ""
+    rows = warehouse.query(_LANDED.format(raw=warehouse.raw, alive=alive))
     return [(int(cart), digest, int(version)) for cart, digest, version in rows]
 
 
 class CartPoller:
     """Turns the carts the API holds into events, once per change.
 
-    ``landed`` gives what the warehouse holds of each cart. The poller starts from it
+    ``landed(alive_only)`` gives what the warehouse holds of each cart (see
+    :func:`landed_cart_states`). The poller starts from it
     when its own state is empty: without it, a poller that lost its state would publish
     every cart again from version 1 and never learn of the carts deleted meanwhile. And
     every ``reconcile_every`` seconds (at its first poll, then on that period) it
@@ -103,7 +106,7 @@ class CartPoller:
         state: PollerState,
         lake: Lake,
         clock: Clock = _utc_now,
-        landed: Callable[[], CartStates] | None = None,
+        landed: Callable[[bool], CartStates] | None = None,
         reconcile_every: float = 3600.0,
     ) -> None:
         self.client, self.bus, self.state, self.lake, self.clock = client, bus, state, lake, clock
@@ -146,7 +149,7 @@ class CartPoller:
         known = self.state.load()
         if known or self.landed is None:
             return known
-        landed = self.landed()
+        landed = self.landed(False)
         if landed:
             self.state.save(landed)
             log.warning("stream.state_recovered", extra={"carts": len(landed)})
@@ -182,15 +185,15 @@ class CartPoller:
         if self.landed is None or time.monotonic() < self._reconcile_at:
             return []
         try:
-            landed = self.landed()
+            alive = self.landed(True)
         except WarehouseError as exc:  # the poll itself went through: try at the next one
             log.warning("stream.reconcile_skipped", extra={"error": str(exc)})
             return []
         self._reconcile_at = time.monotonic() + self.reconcile_every
         return [
             (cart_id, version)
-            for cart_id, digest, version in landed
-            if digest is not None and cart_id not in seen and cart_id not in known
+            for cart_id, _, version in alive
+            if cart_id not in seen and cart_id not in known
         ]
 
     def _changes(
