@@ -20,6 +20,7 @@ from ey_platform.source.data import Catalog
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 DEFAULT_CARTS = Catalog.n_carts  # what the bundled server holds unless told otherwise
+DEFAULT_SIZE = "default-size"  # where streaming() keeps a warehouse of that size
 
 
 def fetch_carts(sizes: list[int]) -> Result:
@@ -96,7 +97,7 @@ def streaming(n: int, latency_seconds: float, keep: Path) -> list[Result]:
         first = run_child("bench.stream", "first-poll", url, str(keep), str(n))
         loaded = run_child("bench.dbt_build", "load", url, str(keep))
     assert loaded["records"] == 30, loaded
-    small = keep / "default-size"  # the bundled server's default size, for the dbt bench
+    small = keep / DEFAULT_SIZE  # the bundled server's default size, for the dbt bench
     with bundled_server() as url:
         run_child("bench.stream", "first-poll", url, str(small), str(DEFAULT_CARTS))
         run_child("bench.dbt_build", "load", url, str(small))
@@ -157,8 +158,10 @@ def streaming(n: int, latency_seconds: float, keep: Path) -> list[Result]:
     ]
 
 
-def dbt_build(data: Path, carts: int, small: Path, rounds: int = 5) -> Result:
-    runs = (("empty", data), ("platform", data), ("platform", small))
+def dbt_build(data: Path, carts: int, rounds: int = 5) -> Result:
+    """dbt over the warehouses streaming() kept in ``data``: ``carts`` carts, and the
+    bundled server's default size."""
+    runs = (("empty", data), ("platform", data), ("platform", data / DEFAULT_SIZE))
 
     def timed(way: str, where: Path) -> float:
         start = time.perf_counter()
@@ -214,8 +217,7 @@ def main() -> None:
                 sections.append(batch_users(args.users))
             else:
                 sections += streaming(args.stream_carts, 20, Path(keep))
-                small = Path(keep) / "default-size"
-                sections.append(dbt_build(Path(keep), args.stream_carts, small))
+                sections.append(dbt_build(Path(keep), args.stream_carts))
     stamp = f"*Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}.*"
     RESULTS.write_text(merge(RESULTS.read_text() if RESULTS.exists() else "", sections, stamp))
     print(RESULTS.read_text())

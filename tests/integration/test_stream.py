@@ -21,6 +21,7 @@ import pytest
 
 from ey_platform.bus.base import Message
 from ey_platform.bus.sqlite import SQLiteBus
+from ey_platform.errors import WarehouseError
 from ey_platform.lake.local import LocalLake
 from ey_platform.pipelines.poller_state import PollerState
 from ey_platform.pipelines.stream import (
@@ -306,6 +307,47 @@ def test_a_poller_that_lost_its_state_starts_from_the_warehouse(
     stack.consume()
     assert _latest_carts(stack) == _held_carts(server[1])
     assert poller.poll_once().published == 0  # and nothing is left to fix
+
+
+def _poller_asking(stack: Stack, landed: Any) -> CartPoller:
+    state = PollerState(stack.data / "stream" / "poller.sqlite3")
+    stack.states.append(state)
+    return CartPoller(stack.client, stack.bus, state, LocalLake(stack.data / "lake"), landed=landed)
+
+
+def test_a_recovery_counts_as_the_check_and_a_failed_check_is_tried_again(
+    stack: Stack,
+) -> None:
+    stack.poller().poll_once()
+    stack.consume()
+    for state in stack.states:
+        state.close()
+    stack.states.clear()
+    for leftover in (stack.data / "stream").glob("poller.sqlite3*"):
+        leftover.unlink()
+    asked: list[bool] = []
+
+    def landed(alive_only: bool) -> Any:
+        asked.append(alive_only)
+        return landed_cart_states(stack.warehouse, alive_only)
+
+    assert _poller_asking(stack, landed).poll_once().unchanged == 50
+    assert asked == [False]  # the recovery, and no check of what it just read
+
+    down: list[bool] = []
+
+    def unreachable(alive_only: bool) -> Any:
+        down.append(alive_only)
+        if len(down) == 1:
+            raise WarehouseError("warehouse locked")
+        return landed_cart_states(stack.warehouse, alive_only)
+
+    poller = _poller_asking(stack, unreachable)  # memory intact: a check at its first poll
+    assert poller.poll_once().status == "succeeded"  # the check failed, the poll did not
+    poller.poll_once()
+    assert down == [True, True]  # tried again at the next poll
+    poller.poll_once()
+    assert down == [True, True]  # then not before its period
 
 
 @pytest.mark.slow

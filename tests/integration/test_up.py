@@ -88,6 +88,34 @@ def test_a_failed_batch_is_retried_after_retry_after_then_transformed() -> None:
     assert calls == ["batch", "batch", "transform"]  # no transform after the failure
 
 
+def test_a_batch_runs_at_once_when_the_check_of_the_day_fails() -> None:
+    calls: list[str] = []
+
+    def finished(day: date) -> bool:
+        raise PlatformError("warehouse locked")
+
+    def transform() -> None:
+        calls.append("transform")
+        stopper.stop()
+
+    idle, stopper = _Idle(), Stopper()
+    scheduler = Scheduler(
+        idle,  # type: ignore[arg-type]
+        idle,  # type: ignore[arg-type]
+        lambda day: calls.append("batch"),
+        transform,
+        poll_interval=60,
+        batch_at=clock_time(0, 0),  # past already: the day's check decides
+        transform_every=timedelta(hours=1),
+        batch_finished=finished,
+    )
+    runner = threading.Thread(target=scheduler.run, args=(stopper,))
+    runner.start()
+    runner.join(timeout=30)
+    assert not runner.is_alive()
+    assert calls == ["batch", "transform"]
+
+
 @pytest.mark.slow
 def test_up_runs_every_part_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     data = tmp_path / "data"

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from ey_platform.pipelines.stream import landed_states_sql
 from ey_platform.source.client import FakeStoreClient
 from ey_platform.warehouse.base import Warehouse
 
@@ -24,14 +25,6 @@ LAYERS = (
     ("marts", "analytics", "orders"),
 )
 
-_LIVE_CARTS = """
-SELECT count(*) FROM (
-    SELECT event_type,
-           row_number() OVER (PARTITION BY cart_id
-                              ORDER BY extracted_at DESC, cart_version DESC) AS rn
-    FROM {raw}.carts_events) AS latest
-WHERE rn = 1 AND event_type <> 'cart_deleted'
-"""
 _REVENUE = """
 SELECT p.category, sum(f.line_amount), sum(f.quantity)
 FROM {analytics}.fact_orders AS f
@@ -66,13 +59,14 @@ def summarize(warehouse: Warehouse, client: FakeStoreClient) -> Summary:
     def scalar(sql: str) -> Any:
         return warehouse.query(sql.format(**datasets))[0][0]
 
+    live = landed_states_sql(warehouse.raw, alive_only=True)  # latest state, not deleted
     names = [(layer, f"{datasets[dataset]}.{table}") for layer, dataset, table in LAYERS]
     layers = [(layer, name, int(scalar(f"SELECT count(*) FROM {name}"))) for layer, name in names]
     return Summary(
         layers=layers,
         events_table=f"{warehouse.raw}.carts_events",
         source_carts=len(client.collection("/carts")),
-        event_carts=int(scalar(_LIVE_CARTS)),
+        event_carts=int(scalar(f"SELECT count(*) FROM ({live}) AS live")),
         fact_carts=int(scalar("SELECT count(DISTINCT cart_id) FROM {analytics}.fact_orders")),
         revenue=[
             (c, Decimal(str(a)), int(q)) for c, a, q in warehouse.query(_REVENUE.format(**datasets))

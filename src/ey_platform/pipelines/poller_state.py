@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS polls (
 """
 
 
+CartState = tuple[int, str | None, int]  # cart id, content hash (None: deleted), version
+
+
 @dataclass(frozen=True, slots=True)
 class Known:
     content_hash: str | None
@@ -71,7 +74,7 @@ class PollerState:
         rows = self.con.execute("SELECT cart_id, content_hash, version FROM carts")
         return {cid: Known(h, v) for cid, h, v in rows}
 
-    def save(self, changes: Iterable[tuple[int, str | None, int]]) -> None:
+    def save(self, changes: Iterable[CartState]) -> None:
         """Record (cart id, content hash or None if deleted, version), durably."""
         self.con.execute("BEGIN IMMEDIATE")
         self.con.executemany(

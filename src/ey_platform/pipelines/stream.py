@@ -36,7 +36,7 @@ from ey_platform.errors import PlatformError, WarehouseError
 from ey_platform.lake.base import Lake, put_bytes, quarantine_key
 from ey_platform.models import EVENT_SCHEMA_VERSION, EVENT_TYPES, event_adapter
 from ey_platform.pipelines.extract import ExtractCounts, extract
-from ey_platform.pipelines.poller_state import Known, PollerState, PollResult
+from ey_platform.pipelines.poller_state import CartState, Known, PollerState, PollResult
 from ey_platform.source.client import FakeStoreClient
 from ey_platform.validation import Rejected, gc_paused, reject_lines
 from ey_platform.warehouse.base import EventRows, EventSink, Warehouse
@@ -61,28 +61,28 @@ def event_id(cart_id: int, version: int, event_type: str, digest: str | None) ->
     return hashlib.blake2b(key, digest_size=16).hexdigest()
 
 
-CartStates = list[tuple[int, str | None, int]]  # cart id, content hash (None: deleted), version
-
-_LANDED = """
-SELECT cart_id, content_hash, top_version FROM (
-    SELECT cart_id, content_hash,
-           max(cart_version) OVER (PARTITION BY cart_id) AS top_version,
-           row_number() OVER (PARTITION BY cart_id
-                              ORDER BY extracted_at DESC, cart_version DESC) AS observed
-    FROM {raw}.carts_events) AS events
-WHERE observed = 1{alive}
-"""
-
-
-def landed_cart_states(warehouse: Warehouse, alive_only: bool = False) -> CartStates:
-    """Per cart in ``carts_events``: the content hash of the state last observed (None
-    if it was a deletion) and the highest version landed, so that versions go on
-    growing; with ``alive_only``, the carts not deleted only. Events still on the bus
-    are not in it; the poller publishes those changes again, with the same ids where
-    the cart has not changed since (the sink skips them), and where it has, the state
-    observed last wins downstream (see ``fact_orders``)."""
+def landed_states_sql(raw: str, alive_only: bool = False) -> str:
+    """A query of every cart in ``{raw}.carts_events``: its id, the content hash of the
+    state observed last (NULL if it was a deletion; ``alive_only`` leaves those out)
+    and its highest version. The state observed last is the latest one, as in
+    ``fact_orders``: a republish after a lost memory or a crash can repeat a version."""
     alive = " AND content_hash IS NOT NULL" if alive_only else ""
-    rows = warehouse.query(_LANDED.format(raw=warehouse.raw, alive=alive))
+    return f"""
+        SELECT cart_id, content_hash, top_version FROM (
+            SELECT cart_id, content_hash,
+                   max(cart_version) OVER (PARTITION BY cart_id) AS top_version,
+                   row_number() OVER (PARTITION BY cart_id
+                                      ORDER BY extracted_at DESC, cart_version DESC) AS observed
+            FROM {raw}.carts_events) AS events
+        WHERE observed = 1{alive}"""
+
+
+def landed_cart_states(warehouse: Warehouse, alive_only: bool = False) -> list[CartState]:
+    """What the warehouse landed of each cart (:func:`landed_states_sql`), so that
+    versions go on growing. Events still on the bus are not in it; the poller publishes
+    those changes again, with the same ids where the cart has not changed since (the
+    sink skips them), and where it has, the state observed last wins downstream."""
+    rows = warehouse.query(landed_states_sql(warehouse.raw, alive_only))
     return [(int(cart), digest, int(version)) for cart, digest, version in rows]
 
 
@@ -90,13 +90,13 @@ class CartPoller:
     """Turns the carts the API holds into events, once per change.
 
     ``landed(alive_only)`` gives what the warehouse holds of each cart (see
-    :func:`landed_cart_states`). The poller starts from it
-    when its own state is empty: without it, a poller that lost its state would publish
-    every cart again from version 1 and never learn of the carts deleted meanwhile. And
-    every ``reconcile_every`` seconds (at its first poll, then on that period) it
-    deletes the carts the warehouse holds alive that neither the API nor its state
-    knows: carts created in events that were still on the bus when a state was lost
-    (or between a publish and a crash), and deleted since.
+    :func:`landed_cart_states`). The poller starts from it when its own state is empty:
+    without it, a poller that lost its state would publish every cart again from
+    version 1 and never learn of the carts deleted meanwhile. And every
+    ``reconcile_every`` seconds (from its first poll, or that long after a recovery,
+    which is such a check) it deletes the carts the warehouse holds alive that neither
+    the API nor its state knows: carts created in events that were still on the bus
+    when a state was lost (or between a publish and a crash), and deleted since.
     """
 
     def __init__(
@@ -106,7 +106,7 @@ class CartPoller:
         state: PollerState,
         lake: Lake,
         clock: Clock = _utc_now,
-        landed: Callable[[bool], CartStates] | None = None,
+        landed: Callable[[bool], list[CartState]] | None = None,
         reconcile_every: float = 3600.0,
     ) -> None:
         self.client, self.bus, self.state, self.lake, self.clock = client, bus, state, lake, clock
@@ -150,6 +150,9 @@ class CartPoller:
         if known or self.landed is None:
             return known
         landed = self.landed(False)
+        # Every cart the warehouse holds is known now: no stray to look for until the
+        # next period, when the events that were on the bus have landed.
+        self._reconcile_at = time.monotonic() + self.reconcile_every
         if landed:
             self.state.save(landed)
             log.warning("stream.state_recovered", extra={"carts": len(landed)})
@@ -168,16 +171,15 @@ class CartPoller:
         if rejects:
             self._quarantine(rejects, extracted_at, result.poll_id)
         # Only a complete fetch can tell that a cart is gone.
-        gone = [cid for cid, k in known.items() if k.content_hash is not None and cid not in seen]
-        self._publish(self._deletions(gone, known, result), extracted_at)
-        strays = self._strays(seen, known)
-        if strays:
-            result.deleted += len(strays)
-            log.warning("stream.strays_deleted", extra={"carts": len(strays)})
-            self._publish(
-                [_Event(cid, version + 1, "cart_deleted", None, None) for cid, version in strays],
-                extracted_at,
-            )
+        gone = [
+            (cid, k.version)
+            for cid, k in known.items()
+            if k.content_hash is not None and cid not in seen
+        ]
+        gone += self._strays(seen, known)
+        result.deleted = len(gone)
+        deletions = [_Event(cid, version + 1, "cart_deleted", None, None) for cid, version in gone]
+        self._publish(deletions, extracted_at)
 
     def _strays(self, seen: set[int], known: dict[int, Known]) -> list[tuple[int, int]]:
         """Carts the warehouse holds alive that neither the API nor the state knows, with
@@ -190,11 +192,12 @@ class CartPoller:
             log.warning("stream.reconcile_skipped", extra={"error": str(exc)})
             return []
         self._reconcile_at = time.monotonic() + self.reconcile_every
-        return [
-            (cart_id, version)
-            for cart_id, _, version in alive
-            if cart_id not in seen and cart_id not in known
+        strays = [
+            (cid, version) for cid, _, version in alive if cid not in seen and cid not in known
         ]
+        if strays:
+            log.warning("stream.strays_deleted", extra={"carts": len(strays)})
+        return strays
 
     def _changes(
         self,
@@ -219,11 +222,6 @@ class CartPoller:
             version = 1 if before is None else before.version + 1
             events.append(_Event(cart["id"], version, kind, digest, cart_json))
         return events
-
-    @staticmethod
-    def _deletions(gone: list[int], known: dict[int, Known], result: PollResult) -> list[_Event]:
-        result.deleted = len(gone)
-        return [_Event(cid, known[cid].version + 1, "cart_deleted", None, None) for cid in gone]
 
     def _publish(self, events: list[_Event], extracted_at: datetime, chunk: int = 20_000) -> None:
         for start in range(0, len(events), chunk):
