@@ -10,7 +10,9 @@ import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -58,61 +60,56 @@ class _Idle:
         self.stopped.set()
 
 
-def test_a_failed_batch_is_retried_after_retry_after_then_transformed() -> None:
+def _schedule(batch: Any, *, batch_now: bool = False, **options: Any) -> list[str]:
+    """Run a scheduler with an idle poller and consumer until its first transform; what
+    it did, in order (``batch`` appends its own entries)."""
     calls: list[str] = []
+    idle, stopper = _Idle(), Stopper()
 
-    def batch(day: date) -> None:
+    def transform() -> None:
+        calls.append("transform")
+        stopper.stop()
+
+    scheduler = Scheduler(
+        idle,  # type: ignore[arg-type]
+        idle,  # type: ignore[arg-type]
+        lambda day: batch(day, calls),
+        transform,
+        poll_interval=60,
+        transform_every=timedelta(hours=1),
+        **options,
+    )
+    runner = threading.Thread(target=partial(scheduler.run, stopper, batch_now=batch_now))
+    runner.start()
+    runner.join(timeout=30)
+    assert not runner.is_alive()
+    return calls
+
+
+def test_a_failed_batch_is_retried_after_retry_after_then_transformed() -> None:
+    def batch(day: date, calls: list[str]) -> None:
         calls.append("batch")
         if calls.count("batch") == 1:
             raise PlatformError("API down")
 
-    def transform() -> None:
-        calls.append("transform")
-        stopper.stop()
-
-    idle, stopper = _Idle(), Stopper()
-    scheduler = Scheduler(
-        idle,  # type: ignore[arg-type]
-        idle,  # type: ignore[arg-type]
+    calls = _schedule(
         batch,
-        transform,
-        poll_interval=60,
+        batch_now=True,
         batch_at=clock_time(2, 0),
-        transform_every=timedelta(hours=1),
         retry_after=timedelta(seconds=0.5),
     )
-    runner = threading.Thread(target=scheduler.run, args=(stopper,), kwargs={"batch_now": True})
-    runner.start()
-    runner.join(timeout=30)
-    assert not runner.is_alive()
     assert calls == ["batch", "batch", "transform"]  # no transform after the failure
 
 
 def test_a_batch_runs_at_once_when_the_check_of_the_day_fails() -> None:
-    calls: list[str] = []
-
     def finished(day: date) -> bool:
         raise PlatformError("warehouse locked")
 
-    def transform() -> None:
-        calls.append("transform")
-        stopper.stop()
-
-    idle, stopper = _Idle(), Stopper()
-    scheduler = Scheduler(
-        idle,  # type: ignore[arg-type]
-        idle,  # type: ignore[arg-type]
-        lambda day: calls.append("batch"),
-        transform,
-        poll_interval=60,
+    calls = _schedule(
+        lambda day, calls: calls.append("batch"),
         batch_at=clock_time(0, 0),  # past already: the day's check decides
-        transform_every=timedelta(hours=1),
         batch_finished=finished,
     )
-    runner = threading.Thread(target=scheduler.run, args=(stopper,))
-    runner.start()
-    runner.join(timeout=30)
-    assert not runner.is_alive()
     assert calls == ["batch", "transform"]
 
 
