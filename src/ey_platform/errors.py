@@ -39,3 +39,21 @@ class BusError(PlatformError):
 
 class PipelineBusy(PlatformError):
     """Another run of the same pipeline holds the lock."""
+
+
+class StateError(PlatformError):
+    """The poller's state file cannot be read or written."""
+
+
+class SuspiciousAnswer(SourceError):
+    """A complete answer of the source would destroy stored data if taken at face value
+    (far fewer records than stored, or every cart deleted); nothing was changed."""
+
+
+class BatchHeld(PlatformError):
+    """A batch run was held by a guard (too few records); the warehouse is untouched."""
+
+
+class LakeIntegrityError(LakeError):
+    """A lake object does not match its manifest (altered, truncated) or a manifest is
+    unreadable; nothing was loaded."""
