@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ey_platform.errors import PipelineBusy
@@ -34,3 +35,29 @@ def job_lock(path: Path, job: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def holder() -> str:
+    """Who runs this process, as stored with a run: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def holder_alive(holder: str | None, started_at: datetime, stale_after: timedelta) -> bool:
+    """Whether the process ``holder`` (see :func:`holder`) may still be running a job it
+    started at ``started_at``. On this host its pid tells; elsewhere only time does: a job
+    older than ``stale_after`` is dead."""
+    host, _, pid = (holder or "").rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        return pid_alive(int(pid))
+    return datetime.now(UTC) - started_at < stale_after
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True

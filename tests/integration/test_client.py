@@ -146,10 +146,29 @@ def test_malformed_json_is_a_clear_error(fakestore: FakeStore, client: FakeStore
         _all(client, "products")
 
 
-def test_null_body_means_not_found(fakestore: FakeStore, client: FakeStoreClient) -> None:
+def test_null_body_means_not_found_for_one_record(
+    fakestore: FakeStore, client: FakeStoreClient
+) -> None:
     fakestore.faults("null=1")
-    assert _all(client, "products") == []
     assert client.get("users", 1) is None
+
+
+@pytest.mark.parametrize("read", ["records", "texts"])
+def test_null_body_of_a_collection_is_retried_then_fails(
+    fakestore: FakeStore, client: FakeStoreClient, sleeps: Sleeps, read: str
+) -> None:
+    fakestore.faults("null=1")
+    with pytest.raises(SourceUnavailable, match=r"GET /products failed after 4 attempts; .*null"):
+        list(client.iter_entity("products") if read == "records" else client.iter_texts("products"))
+    assert len(sleeps.calls) == FAST_HTTP.max_attempts - 1
+
+
+def test_a_null_collection_once_is_retried_and_read_whole(
+    fakestore: FakeStore, client: FakeStoreClient, sleeps: Sleeps
+) -> None:
+    fakestore.faults("null=x1")
+    assert len(_all(client, "products")) == 20
+    assert len(sleeps.calls) == 1
 
 
 def test_wrong_shape_is_a_clear_error(client: FakeStoreClient) -> None:

@@ -7,7 +7,8 @@ Layout under the lake root (bucket or folder)::
     quarantine/<entity>/ingestion_date=YYYY-MM-DD/<entity>-<run_id>.jsonl  rejects and reasons
 
 A run writes its parts, then its manifest. Only a manifest makes a run's parts visible
-to loads: parts without one are the leftovers of a crashed run and are ignored.
+to loads: parts without one are the leftovers of a crashed run (orphans), ignored by
+loads and reported by the next run of the entity (:func:`orphan_parts`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from datetime import date
 from typing import Any, Protocol
 
 import orjson
+
+from ey_platform.errors import LakeIntegrityError
+
+Keys = list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +84,11 @@ class Lake(Protocol):
     def uri(self, key: str) -> str:
         """Where a warehouse loader finds the object (a path, or ``gs://``)."""
 
+    def sweep(self, prefix: str) -> Keys:
+        """Remove what writers that died left under ``prefix`` (temporary files that were
+        never published) and return their names. Published objects are never touched.
+        Call it only while no writer of ``prefix`` is running."""
+
 
 def partition(kind: str, entity: str, day: date) -> str:
     return f"{kind}/{entity}/ingestion_date={day.isoformat()}/"
@@ -112,7 +122,34 @@ def put_json(lake: Lake, key: str, value: Any) -> LakeObject:
     return put_bytes(lake, key, orjson.dumps(value, option=orjson.OPT_INDENT_2), 1)
 
 
+def read_manifest(lake: Lake, key: str) -> dict[str, Any]:
+    """The manifest ``key``; :class:`LakeIntegrityError` naming it if it is not a JSON
+    object."""
+    try:
+        manifest = orjson.loads(lake.read(key))
+    except orjson.JSONDecodeError as exc:
+        raise LakeIntegrityError(
+            f"manifest {lake.uri(key)} is damaged: not valid JSON ({exc.msg} at byte {exc.pos})"
+        ) from None
+    if not isinstance(manifest, dict):
+        raise LakeIntegrityError(f"manifest {lake.uri(key)} is damaged: not a JSON object")
+    return manifest
+
+
+def manifest_keys(lake: Lake, entity: str, day: date) -> list[str]:
+    """The manifests of ``entity`` on ``day``, oldest run first (run ids sort by time)."""
+    keys = lake.list(partition("raw", entity, day))
+    return sorted(k for k in keys if k.endswith(".manifest.json"))
+
+
 def manifests(lake: Lake, entity: str, day: date) -> list[dict[str, Any]]:
     """The committed runs of ``entity`` on ``day``, oldest first."""
-    keys = [k for k in lake.list(partition("raw", entity, day)) if k.endswith(".manifest.json")]
-    return sorted((orjson.loads(lake.read(k)) for k in keys), key=lambda m: m["run_id"])
+    return [read_manifest(lake, k) for k in manifest_keys(lake, entity, day)]
+
+
+def orphan_parts(lake: Lake, entity: str, day: date) -> list[str]:
+    """Parts of ``entity`` on ``day`` whose run has no manifest: a run that died before
+    committing. Loads never see them."""
+    keys = lake.list(partition("raw", entity, day))
+    committed = {k.removesuffix(".manifest.json") for k in keys if k.endswith(".manifest.json")}
+    return [k for k in keys if k.endswith(".jsonl") and k.rsplit("-p", 1)[0] not in committed]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ey_platform.errors import LakeError
 from ey_platform.gcp import api_errors
-from ey_platform.lake.base import LakeObject, Tally
+from ey_platform.lake.base import Keys, LakeObject, Tally
 
 if TYPE_CHECKING:
     import google.cloud.storage as storage
@@ -93,3 +93,7 @@ class GcsLake:
 
     def uri(self, key: str) -> str:
         return f"gs://{self.bucket.name}/{key}"
+
+    def sweep(self, prefix: str) -> Keys:
+        """Nothing to sweep: an upload that did not complete leaves no object."""
+        return []

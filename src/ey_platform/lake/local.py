@@ -1,8 +1,10 @@
 """The lake on the local file system.
 
-Writes go to a hidden temporary file in the target folder, are flushed to disk, then
-published with ``link(2)``, which fails if the name exists: an object can never be
-overwritten, even by two writers racing. Published files are made read-only.
+Writes go to a hidden temporary file in the target folder (``.<name>.<uuid>.tmp``), are
+flushed to disk, then published with ``link(2)``, which fails if the name exists: an
+object can never be overwritten, even by two writers racing. Published files are made
+read-only. A writer killed before its commit leaves its temporary file; :meth:`LocalLake.sweep`
+removes those.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import uuid
 from pathlib import Path
 
 from ey_platform.errors import LakeError
-from ey_platform.lake.base import LakeObject, Tally
+from ey_platform.lake.base import Keys, LakeObject, Tally
 
 
 class LocalWriter:
@@ -84,3 +86,13 @@ class LocalLake:
 
     def uri(self, key: str) -> str:
         return str(self.root / key)
+
+    def sweep(self, prefix: str) -> Keys:
+        folder = self.root / prefix
+        if not folder.is_dir():
+            return []
+        removed = []
+        for tmp in sorted(folder.rglob(".*.tmp")):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp.relative_to(self.root).as_posix())
+        return removed

@@ -11,7 +11,15 @@ One run of an entity for an ingestion date:
 Counts reconcile at every hop (extracted = valid + quarantined, landed = valid,
 loaded = landed) or the run fails and the warehouse is left as it was. A rerun with the
 same content as the loaded run still lands its files (every run is kept, write-once) but
-leaves the warehouse untouched, so re-running a day changes nothing.
+leaves the warehouse untouched, so re-running a day changes nothing. The content hash is
+taken over the records in order (and the rejects), not over the parts, so the same
+records split at other boundaries are the same content.
+
+A run whose records are far fewer than the last loaded day's (``min_rows_fraction``),
+or none, is held: its files stay in the lake, the warehouse is untouched, and ``force``
+loads it. A reload from the lake first checks every part against its manifest (size,
+sha256, records). Each run starts by marking the runs that died as ``abandoned`` and
+sweeping the temporary files a killed run left in the lake.
 """
 
 from __future__ import annotations
@@ -22,20 +30,26 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, NotRequired
 
-from ey_platform.errors import LakeError, ReconciliationError
+from pydantic import TypeAdapter, ValidationError
+from typing_extensions import TypedDict
+
+from ey_platform.errors import LakeError, LakeIntegrityError, ReconciliationError
 from ey_platform.lake.base import (
     Lake,
     LakeObject,
     LakeWriter,
     manifest_key,
-    manifests,
+    manifest_keys,
+    orphan_parts,
     part_key,
     put_json,
     quarantine_key,
+    read_manifest,
 )
+from ey_platform.locks import holder, holder_alive
 from ey_platform.models import Entity
 from ey_platform.pipelines.extract import ExtractCounts, extract_jsonl
 from ey_platform.source.client import FakeStoreClient
@@ -45,6 +59,12 @@ from ey_platform.warehouse.base import LoadMeta, PartitionLoad, RunRecord, Wareh
 log = logging.getLogger("ey_platform.batch")
 
 Progress = Callable[[str, int], None]
+
+# A run on another host is known dead once it is this old: twice the batch job's task
+# timeout on Cloud Run (infra/terraform/run.tf).
+ABANDONED_AFTER = timedelta(hours=2)
+# Manifests of format 2 hash the records (format 1 hashed the parts' hashes).
+MANIFEST_FORMAT = 2
 
 
 def day_finished(warehouse: Warehouse, day: date, entities: Iterable[str]) -> bool:
@@ -78,6 +98,8 @@ class BatchResult:
     loaded: int = 0
     parts: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    reason: str | None = None
+    """Why the run was held (status ``held``)."""
 
 
 class _Landing:
@@ -91,6 +113,7 @@ class _Landing:
         self._part: LakeWriter | None = None
         self._part_size = 0
         self._quarantine: LakeWriter | None = None
+        self._records = hashlib.sha256()  # every valid line, in order, across parts
 
     def add(self, batch: GatedBatch) -> None:
         if batch.valid:
@@ -103,6 +126,7 @@ class _Landing:
             m = self.meta
             self._part = self.lake.create(part_key(m.entity, m.day, m.run_id, len(self.parts)))
         self._part.write(data, records)
+        self._records.update(data)
         self._part_size += len(data)
         if self._part_size >= self.part_bytes:
             self._close_part()
@@ -127,7 +151,7 @@ class _Landing:
             self.rejects = self._quarantine.commit()
             self._quarantine = None
             self.load.add_rejects(self.rejects)
-        return content_hash(self.parts, self.rejects)
+        return content_hash(self._records.hexdigest(), self.rejects)
 
     def abort(self) -> None:
         for writer in (self._part, self._quarantine):
@@ -148,22 +172,41 @@ class BatchPipeline:
         workers: int = 2,
         progress: Progress | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        min_rows_fraction: float = 0.5,
     ) -> None:
         self.lake, self.warehouse, self.client = lake, warehouse, client
         self.part_bytes = part_bytes
         self.workers = workers
+        self.min_rows_fraction = min_rows_fraction
         self.progress = progress or (lambda entity, records: None)
         self.clock = clock
 
     def run(
-        self, entities: Iterable[Entity], day: date, *, from_lake: bool = False
+        self,
+        entities: Iterable[Entity],
+        day: date,
+        *,
+        from_lake: bool = False,
+        force: bool = False,
     ) -> list[BatchResult]:
-        """Run every entity for ``day``; the first failure stops the run and is raised."""
+        """Run every entity for ``day``; the first failure stops the run and is raised.
+        A held entity (see the module) does not stop the others; ``force`` loads it."""
         self.lake.setup()
         self.warehouse.setup()
+        self._abandon_dead_runs()
         run_id = new_run_id(self.clock())
         job = self._reload if from_lake else self._ingest
-        return [self._tracked(job, entity, day, run_id, from_lake) for entity in entities]
+        return [self._tracked(job, entity, day, run_id, from_lake, force) for entity in entities]
+
+    def _abandon_dead_runs(self) -> None:
+        """Mark ``abandoned`` the runs still ``running`` whose process is gone."""
+        for run in self.warehouse.running_runs("batch"):
+            if holder_alive(run.holder, run.started_at, ABANDONED_AFTER):
+                continue
+            run.status, run.finished_at = "abandoned", self.clock()
+            run.error = f"its process ({run.holder or 'unknown'}) ended before the run did"
+            self.warehouse.record_run(run)
+            log.warning("batch.abandoned", extra={"run_id": run.run_id, "entity": run.entity})
 
     def _tracked(
         self,
@@ -172,13 +215,14 @@ class BatchPipeline:
         day: date,
         run_id: str,
         from_lake: bool,
+        force: bool,
     ) -> BatchResult:
         source = "lake" if from_lake else (self.client.base_url if self.client else "?")
-        record = RunRecord(run_id, "batch", entity, day, self.clock(), source)
+        record = RunRecord(run_id, "batch", entity, day, self.clock(), source, holder=holder())
         self.warehouse.record_run(record)
         started = time.perf_counter()
         try:
-            result = job(entity, day, run_id, record)
+            result = job(entity, day, run_id, record, force)
         except BaseException as exc:
             record.status, record.error = "failed", str(exc) or type(exc).__name__
             record.finished_at = self.clock()
@@ -190,6 +234,7 @@ class BatchPipeline:
         result.seconds = time.perf_counter() - started
         record.status, record.finished_at = result.status, self.clock()
         record.landed, record.loaded = result.landed, result.loaded
+        record.error = result.reason
         self.warehouse.record_run(record)
         log.info(
             "batch.done",
@@ -203,9 +248,12 @@ class BatchPipeline:
         )
         return result
 
-    def _ingest(self, entity: Entity, day: date, run_id: str, record: RunRecord) -> BatchResult:
+    def _ingest(
+        self, entity: Entity, day: date, run_id: str, record: RunRecord, force: bool
+    ) -> BatchResult:
         if self.client is None:
             raise ValueError("an API client is needed unless loading from the lake")
+        self._clear_debris(entity, day)
         extracted_at = self.clock()
         meta = LoadMeta(entity, day, run_id, extracted_at)
         result = BatchResult(entity, day, run_id)
@@ -245,7 +293,7 @@ class BatchPipeline:
             result.landed = sum(p.records for p in landing.parts)
             result.parts = [p.key for p in landing.parts]
             _reconcile(entity, counts, result.landed)
-            self._load(load, meta, content, result)
+            self._load(load, meta, content, result, force)
         except BaseException:
             landing.abort()
             load.abort()
@@ -264,6 +312,7 @@ class BatchPipeline:
                 "ingestion_date": meta.day.isoformat(),
                 "extracted_at": meta.extracted_at.isoformat(),
                 "source_url": f"{self.client.base_url if self.client else ''}/{meta.entity}",
+                "format": MANIFEST_FORMAT,
                 "records": counts.valid,
                 "extracted": counts.extracted,
                 "quarantined": counts.rejected,
@@ -274,13 +323,47 @@ class BatchPipeline:
             },
         )
 
-    def _load(self, load: PartitionLoad, meta: LoadMeta, content: str, result: BatchResult) -> None:
-        """Swap the staged rows in, unless the partition already holds this content."""
+    def _clear_debris(self, entity: Entity, day: date) -> None:
+        """Remove the temporary files runs of ``entity`` that were killed left in the
+        lake (this run holds the batch lock: no writer of them is alive), and report
+        the parts of ``day`` that no manifest commits. Nothing committed is touched."""
+        swept = self.lake.sweep(f"raw/{entity}/") + self.lake.sweep(f"quarantine/{entity}/")
+        if swept:
+            log.warning("batch.swept_temporaries", extra={"entity": entity, "files": len(swept)})
+        orphans = orphan_parts(self.lake, entity, day)
+        if orphans:
+            runs = sorted({key.rsplit("/", 1)[-1].rsplit("-p", 1)[0] for key in orphans})
+            log.warning(
+                "batch.orphan_parts",
+                extra={
+                    "entity": entity,
+                    "day": day,
+                    "parts": len(orphans),
+                    "runs": ",".join(runs),
+                    "meaning": "runs that died before their manifest; never loaded",
+                },
+            )
+
+    def _load(
+        self,
+        load: PartitionLoad,
+        meta: LoadMeta,
+        content: str,
+        result: BatchResult,
+        force: bool,
+    ) -> None:
+        """Swap the staged rows in, unless the partition already holds this content or
+        the run is held (see :meth:`_too_few`)."""
         started = time.perf_counter()
+        reason = None if force else self._too_few(meta.entity, result.landed)
         if self._unchanged(meta.entity, meta.day, content):
             load.abort()
             result.status = "unchanged"
             result.loaded = 0
+        elif reason is not None:
+            load.abort()
+            result.status, result.reason, result.loaded = "held", reason, 0
+            log.warning("batch.held", extra={"entity": meta.entity, "reason": reason})
         else:
             result.loaded = load.commit()
             result.status = "loaded"
@@ -295,22 +378,42 @@ class BatchPipeline:
             },
         )
 
+    def _too_few(self, entity: str, records: int) -> str | None:
+        """Why ``records`` should not replace a day of ``entity``, if they should not: none
+        at all (a complete answer is never empty), or fewer than ``min_rows_fraction`` of
+        the latest loaded day's rows."""
+        latest = self.warehouse.latest_day_rows(entity)
+        if not records:
+            return f"the API answered no valid {entity} record"
+        if latest is None or records >= self.min_rows_fraction * latest[1]:
+            return None
+        day, rows = latest
+        return (
+            f"{records:,} {entity} records, fewer than {self.min_rows_fraction:.0%} of the "
+            f"{rows:,} loaded for {day} (EYP_BATCH__MIN_ROWS_FRACTION)"
+        )
+
     def _unchanged(self, entity: str, day: date, content: str) -> bool:
         holders = self.warehouse.partition_runs(entity, day)
         if len(holders) != 1:
             return False
-        (holder,) = holders
-        previous = {m["run_id"]: m for m in manifests(self.lake, entity, day)}.get(holder)
-        return previous is not None and previous["content_sha256"] == content
+        (loaded_run,) = holders
+        try:
+            previous = _committed(self.lake, manifest_key(entity, day, loaded_run))
+        except LakeError as exc:  # the loaded run's manifest is lost or damaged: reload
+            log.warning("batch.manifest_unreadable", extra={"error": str(exc)})
+            return False
+        return bool(previous["content_sha256"] == content)
 
-    def _reload(self, entity: Entity, day: date, run_id: str, record: RunRecord) -> BatchResult:
-        committed = manifests(self.lake, entity, day)
-        if not committed:
+    def _reload(
+        self, entity: Entity, day: date, run_id: str, record: RunRecord, force: bool
+    ) -> BatchResult:
+        keys = manifest_keys(self.lake, entity, day)
+        if not keys:
             raise LakeError(f"no committed {entity} run in the lake for {day}: nothing to reload")
-        manifest = committed[-1]
-        meta = LoadMeta(
-            entity, day, manifest["run_id"], datetime.fromisoformat(manifest["extracted_at"])
-        )
+        manifest = _committed(self.lake, keys[-1])
+        self._verify(manifest)
+        meta = LoadMeta(entity, day, manifest["run_id"], manifest["extracted_at"])
         result = BatchResult(
             entity,
             day,
@@ -325,17 +428,50 @@ class BatchPipeline:
         try:
             for part in manifest["parts"]:
                 load.add(self._object(part))
-            if manifest["quarantine"]:
-                load.add_rejects(self._object(manifest["quarantine"]))
+            rejects = manifest.get("quarantine")
+            if rejects:
+                load.add_rejects(self._object(rejects))
             result.landed = sum(p["records"] for p in manifest["parts"])
             result.parts = [p["key"] for p in manifest["parts"]]
-            self._load(load, meta, manifest["content_sha256"], result)
+            self._load(load, meta, manifest["content_sha256"], result, force)
         except BaseException:
             load.abort()
             raise
         return result
 
-    def _object(self, described: dict[str, Any]) -> LakeObject:
+    def _verify(self, manifest: _Manifest) -> None:
+        """Check every part and the quarantine file against the manifest (bytes, sha256,
+        records) and, for format 2, the records' content hash; raise
+        :class:`LakeIntegrityError` naming the first object that differs."""
+        records = hashlib.sha256()
+        for part in manifest["parts"]:
+            records.update(self._checked(part))
+        rejects = manifest.get("quarantine")
+        if rejects:
+            self._checked(rejects)
+        if manifest.get("format", 1) < 2:
+            return
+        described = LakeObject("", "", 0, 0, rejects["sha256"]) if rejects else None
+        if content_hash(records.hexdigest(), described) != manifest["content_sha256"]:
+            raise LakeIntegrityError(
+                f"run {manifest['run_id']}: its parts do not hold the records its manifest "
+                "commits (content hash differs); nothing was loaded"
+            )
+
+    def _checked(self, described: _Described) -> bytes:
+        key = described["key"]
+        data = self.lake.read(key)
+        found = (len(data), hashlib.sha256(data).hexdigest(), data.count(b"\n"))
+        wanted = (described["bytes"], described["sha256"], described["records"])
+        for what, has, should in zip(("bytes", "sha256", "records"), found, wanted, strict=True):
+            if has != should:
+                raise LakeIntegrityError(
+                    f"{self.lake.uri(key)} does not match its manifest: {what} {has} instead "
+                    f"of {should} (altered or truncated); nothing was loaded"
+                )
+        return data
+
+    def _object(self, described: _Described) -> LakeObject:
         return LakeObject(
             described["key"],
             self.lake.uri(described["key"]),
@@ -345,10 +481,50 @@ class BatchPipeline:
         )
 
 
-def content_hash(parts: list[LakeObject], rejects: LakeObject | None) -> str:
-    """What a run landed, in one hash: the same records give the same hash."""
-    digests = [p.sha256 for p in parts] + ["rejects:" + (rejects.sha256 if rejects else "")]
+def content_hash(records_sha256: str, rejects: LakeObject | None) -> str:
+    """What a run landed, in one hash: the sha256 of its valid lines in order, and its
+    rejects. The same records give the same hash however they were split into parts."""
+    digests = [records_sha256, "rejects:" + (rejects.sha256 if rejects else "")]
     return hashlib.sha256("\n".join(digests).encode()).hexdigest()
+
+
+class _Described(TypedDict):
+    key: str
+    records: int
+    bytes: int
+    sha256: str
+
+
+class _Manifest(TypedDict):
+    """What a reload needs of a manifest (it holds more)."""
+
+    run_id: str
+    extracted_at: datetime
+    records: int
+    extracted: int
+    quarantined: int
+    content_sha256: str
+    parts: list[_Described]
+    quarantine: NotRequired[_Described | None]
+    format: NotRequired[int]
+
+
+_MANIFEST = TypeAdapter(_Manifest)
+
+
+def _committed(lake: Lake, key: str) -> _Manifest:
+    """The manifest ``key``, checked: :class:`LakeIntegrityError` names it if it is not
+    one this version can reload."""
+    manifest = read_manifest(lake, key)
+    try:
+        return _MANIFEST.validate_python(manifest)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"]) or "manifest"
+        raise LakeIntegrityError(
+            f"manifest {lake.uri(key)} is damaged: {where}: {err['msg']}; nothing was loaded "
+            "(a plain `ey-platform batch` extracts the day again)"
+        ) from None
 
 
 def _describe(obj: LakeObject) -> dict[str, Any]:

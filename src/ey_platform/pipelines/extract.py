@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gc
 import os
+import select
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -12,6 +15,7 @@ from multiprocessing import get_context
 from multiprocessing.context import ForkServerContext
 
 from ey_platform.errors import MalformedResponse
+from ey_platform.locks import pid_alive
 from ey_platform.models import Entity
 from ey_platform.runtime import tune_allocator
 from ey_platform.source.client import FakeStoreClient, prepare_text
@@ -71,7 +75,9 @@ def extract_jsonl(
 def _pool(workers: int) -> ProcessPoolExecutor:
     # forkserver: never fork a process that runs threads (httpx, the DuckDB loader); the
     # server imports this module once and each worker starts warm.
-    return ProcessPoolExecutor(workers, mp_context=_forkserver(), initializer=_worker_setup)
+    return ProcessPoolExecutor(
+        workers, mp_context=_forkserver(), initializer=_worker_setup, initargs=(os.getpid(),)
+    )
 
 
 def _forkserver() -> ForkServerContext:
@@ -90,12 +96,33 @@ def _warm_up() -> None:
     forkserver.ensure_running()
 
 
-def _worker_setup() -> None:
+def _worker_setup(parent: int) -> None:
+    _exit_with(parent)
     tune_allocator()  # as the CLI does for the main process
     gc.disable()  # the records hold no cycles; see validation.gc_paused
     # Below the main process, so that the download, the lake writes and the warehouse
     # load keep pace with validation instead of piling up behind it.
     os.nice(5)
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker when ``parent`` ends, even killed: a worker's parent is the fork
+    server, which lives as long as any worker does, so without this the workers, the
+    fork server and the resource tracker of a killed batch would live on."""
+
+    def watch() -> None:
+        try:
+            pidfd = os.pidfd_open(parent)
+        except ProcessLookupError:
+            os._exit(1)
+        except OSError:  # no pidfd (an old kernel): look every second
+            while pid_alive(parent):
+                time.sleep(1.0)
+            os._exit(1)
+        select.select([pidfd], [], [])  # readable once the process has ended
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def gate_text(entity: Entity, text: bytes) -> GatedBatch:

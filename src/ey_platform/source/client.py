@@ -4,13 +4,15 @@ Every call has a timeout (the public API can hang without answering). Connection
 errors, timeouts, 5xx and 429 are retried a bounded number of times with exponential
 backoff and full jitter; a 429's ``Retry-After`` is honoured. After the last attempt one
 :class:`SourceUnavailable` names the endpoint and the attempts. An answer of 200 with a
-``null`` or empty body means "not found". Collections stream in batches, so a million
-carts are never held as one list. User passwords are removed here, before any other
-part of the platform sees a record.
+``null`` or empty body means "not found" for one record; for a collection it is a broken
+answer (a collection is an array, empty at worst) and is retried like a 5xx.
+Collections stream in batches, so a million carts are never held as one list. User
+passwords are removed here, before any other part of the platform sees a record.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import re
@@ -210,15 +212,13 @@ class FakeStoreClient:
     def iter_collection(self, query: Query, decode: Decoder[T] = orjson.loads) -> Iterator[T]:
         """Stream a JSON array as batches, each the ``decode`` of a JSON array text.
 
-        ``null`` or empty answers yield nothing. User passwords are removed from the
-        text before ``decode`` sees it.
+        A ``null`` or empty answer is retried, then raised as :class:`SourceUnavailable`.
+        User passwords are removed from the text before ``decode`` sees it.
         """
         if query.path.startswith("/users"):
             decode = partial(_scrubbed, decode)
-        with self._open(query) as response, _reading(query):
-            yield from iter_array_batches(
-                response.iter_bytes(), batch_bytes=self.batch_bytes, decode=decode
-            )
+        with self._open(query, collection=True) as body, _reading(query):
+            yield from iter_array_batches(body, batch_bytes=self.batch_bytes, decode=decode)
 
     def iter_texts(self, entity: Entity) -> Iterator[bytes]:
         """Stream ``/<entity>`` as JSON array texts cut where an element seems to end,
@@ -226,13 +226,13 @@ class FakeStoreClient:
         processes. User texts still hold passwords: pass each through
         :func:`prepare_text` before anything else sees it."""
         query = Query(f"/{entity}")
-        with self._open(query) as response, _reading(query):
-            yield from iter_array_texts(response.iter_bytes(), batch_bytes=self.batch_bytes)
+        with self._open(query, collection=True) as body, _reading(query):
+            yield from iter_array_texts(body, batch_bytes=self.batch_bytes)
 
     def _fetch_value(self, query: Query) -> Any:
-        with self._open(query) as response:
+        with self._open(query) as chunks:
             try:
-                body = response.read()
+                body = b"".join(chunks)
             except httpx.HTTPError as exc:
                 raise SourceError(
                     f"{query.describe()}: reading the body failed: {_why(exc)}"
@@ -246,13 +246,15 @@ class FakeStoreClient:
                 f"{query.describe()}: body is not valid JSON: {exc.msg} at byte {exc.pos}"
             ) from None
 
-    def _open(self, query: Query) -> _Opened:
-        """Send the request, retrying as the module docstring says; the answer is 200."""
+    def _open(self, query: Query, *, collection: bool = False) -> _Opened:
+        """Send the request, retrying as the module docstring says; the answer is 200
+        (and, for a ``collection``, its body starts with something other than null)."""
         attempts = self.http.max_attempts
         last = ""
         for attempt in range(1, attempts + 1):
             try:
-                return _Opened(self._attempt(query))
+                response = self._attempt(query)
+                return _Opened(response, _collection_body(response) if collection else None)
             except _Retry as retry:
                 last = str(retry)
                 if attempt == attempts:
@@ -329,14 +331,35 @@ def prepare_text(entity: str, text: bytes) -> bytes:
     return scrub_passwords(text) if entity == "users" else text
 
 
+def _collection_body(response: httpx.Response) -> Iterator[bytes]:
+    """The body's chunks, once its first byte that is not blank shows that it is not
+    ``null`` and not empty; otherwise a retry (the response is closed)."""
+    chunks = response.iter_bytes()
+    head = b""
+    try:
+        for chunk in chunks:
+            head += chunk
+            if head.strip():
+                break
+    except httpx.HTTPError as exc:
+        response.close()
+        raise _Retry(f"connection failed while reading the body: {_why(exc)}") from None
+    start = head.lstrip()[:1]
+    if not start or start == b"n":
+        response.close()
+        raise _Retry("HTTP 200 with " + ("a null body" if start else "an empty body"))
+    return itertools.chain((head,), chunks)
+
+
 class _Opened:
-    """Context manager that closes a streamed response."""
+    """Context manager over a 200 answer: gives its body's chunks, closes the response."""
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: httpx.Response, body: Iterator[bytes] | None = None) -> None:
         self.response = response
+        self.body = body
 
-    def __enter__(self) -> httpx.Response:
-        return self.response
+    def __enter__(self) -> Iterator[bytes]:
+        return self.body if self.body is not None else self.response.iter_bytes()
 
     def __exit__(self, *exc_info: object) -> None:
         self.response.close()

@@ -11,6 +11,7 @@ A plan is a comma-separated list of ``kind=value``. ``value`` is a probability i
   does on some errors.
 - ``malformed``: HTTP 200 with a truncated, invalid JSON body.
 - ``null``: HTTP 200 with a ``null`` body.
+- ``empty``: HTTP 200 with an empty array for a collection (a record by id is unchanged).
 - ``drift``: schema drift: every record gains an unknown field and sends a number as a
   string (``price``, ``rating.count``, ``userId``, ``address.number``).
 
@@ -23,8 +24,16 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-FaultKind = Literal["error", "ratelimit", "hang", "malformed", "null", "drift"]
-KINDS: Final[tuple[FaultKind, ...]] = ("error", "ratelimit", "hang", "malformed", "null", "drift")
+FaultKind = Literal["error", "ratelimit", "hang", "malformed", "null", "empty", "drift"]
+KINDS: Final[tuple[FaultKind, ...]] = (
+    "error",
+    "ratelimit",
+    "hang",
+    "malformed",
+    "null",
+    "empty",
+    "drift",
+)
 _SECONDS: Final = ("latency", "retry_after", "hang_for")
 
 

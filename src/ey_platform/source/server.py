@@ -87,6 +87,8 @@ def _answer(request: Request, rows: list[bytes]) -> Response:
     fault = request.state.fault
     if fault == "drift":
         return _json([drift(orjson.loads(row)) for row in rows])
+    if fault == "empty":
+        return Response(b"[]", media_type=_JSON)
     if fault == "malformed":
         body = b"[" + b",".join(rows[:3])
         return Response(body[: max(1, len(body) // 2)] + b'{"id": ', media_type=_JSON)

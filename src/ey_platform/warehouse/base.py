@@ -45,12 +45,21 @@ class RunRecord:
     loaded: int | None = None
     content_sha256: str | None = None
     error: str | None = None
+    holder: str | None = None
+    """``host:pid`` of the process that runs it, so that a later run can tell a run that
+    died (status still ``running``) from one that is still going."""
 
     def row(self) -> dict[str, Any]:
         """The run as a row of ``_pipeline_runs``, column by column (``day`` is stored as
         ``ingestion_date``)."""
         row = asdict(self)
         return {("ingestion_date" if name == "day" else name): v for name, v in row.items()}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> RunRecord:
+        """The inverse of :meth:`row`."""
+        values = {("day" if name == "ingestion_date" else name): v for name, v in row.items()}
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +116,13 @@ class Warehouse(Protocol):
 
     def partition_runs(self, entity: str, day: date) -> set[str]:
         """The run ids whose rows the date's partition holds now."""
+
+    def latest_day_rows(self, entity: str) -> tuple[date, int] | None:
+        """The latest ingestion date of ``entity``'s raw table and its row count (None if
+        the table is empty): what a new load is compared with before it replaces a day."""
+
+    def running_runs(self, job: str) -> list[RunRecord]:
+        """The runs of ``job`` whose status in ``_pipeline_runs`` is still ``running``."""
 
     def event_sink(self) -> EventSink:
         """The sink of ``bq_raw.carts_events``."""

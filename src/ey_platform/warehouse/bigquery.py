@@ -148,7 +148,15 @@ class BigQueryWarehouse:
                     table.time_partitioning = bigquery.TimePartitioning(field=spec["partition"])
                 table.clustering_fields = spec["cluster"]
                 with contextlib.suppress(Conflict):  # created meanwhile by another process
-                    self.client.create_table(table, exists_ok=True)
+                    self._add_new_columns(self.client.create_table(table, exists_ok=True), table)
+
+    def _add_new_columns(self, existing: bigquery.Table, wanted: bigquery.Table) -> None:
+        """Add the nullable columns a table created by an older version lacks."""
+        have = {f.name for f in existing.schema}
+        added = [f for f in wanted.schema if f.name not in have]
+        if added:
+            existing.schema = [*existing.schema, *added]
+            self.client.update_table(existing, ["schema"])
 
     def run(
         self, sql: str, params: Sequence[Any] = (), *, named: Sequence[Any] = ()
@@ -178,6 +186,21 @@ class BigQueryWarehouse:
             f"SELECT DISTINCT _run_id FROM {self.table(entity)} WHERE _ingestion_date = ?", [day]
         )
         return {r[0] for r in rows}
+
+    def latest_day_rows(self, entity: str) -> tuple[date, int] | None:
+        table = self.table(entity)
+        rows = self.query(
+            f"SELECT _ingestion_date, count(*) FROM {table} WHERE _ingestion_date = "
+            f"(SELECT max(_ingestion_date) FROM {table}) GROUP BY 1"
+        )
+        return (rows[0][0], int(rows[0][1])) if rows else None
+
+    def running_runs(self, job: str) -> list[RunRecord]:
+        _, rows = self.run(
+            f"SELECT * FROM {self.table('_pipeline_runs')} WHERE job = ? AND status = 'running'",
+            [job],
+        )
+        return [RunRecord.from_row(dict(row.items())) for row in rows]
 
     def record_run(self, run: RunRecord) -> None:
         row = run.row()

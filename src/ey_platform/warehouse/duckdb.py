@@ -11,9 +11,11 @@ A load is one transaction that replaces an ingestion date: see
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -89,7 +91,10 @@ def _ddl(raw: str, analytics: str) -> list[str]:
             landed BIGINT,
             loaded BIGINT,
             content_sha256 VARCHAR,
-            error VARCHAR)""",
+            error VARCHAR,
+            holder VARCHAR)""",
+        # Files created before the column existed.
+        f"ALTER TABLE {raw}._pipeline_runs ADD COLUMN IF NOT EXISTS holder VARCHAR",
     ]
 
 
@@ -121,8 +126,33 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.execute("COMMIT")
 
 
-def _is_lock_error(exc: Exception) -> bool:
-    return "lock" in str(exc).lower()
+# How DuckDB says that another process holds the file (and nothing else says).
+_LOCK_CONFLICT = ("Could not set lock on file", "Conflicting lock is held")
+_DAMAGED = ("not a valid DuckDB database", "Could not read enough bytes", "Corrupt", "checksum")
+# Where DuckDB's messages start quoting the data they failed on.
+_PAYLOAD = re.compile(r"\s*(Input:|Original Line:|Could not convert string).*", re.S)
+
+
+def _is_lock_conflict(exc: Exception) -> bool:
+    return any(sign in str(exc) for sign in _LOCK_CONFLICT)
+
+
+def _summary(exc: Exception) -> str:
+    """The first line of a DuckDB error, without any data it quotes."""
+    text = str(exc).strip()
+    first = _PAYLOAD.sub("", text.splitlines()[0] if text else "")[:300]
+    return first or type(exc).__name__
+
+
+def _error(path: Path, exc: Exception, doing: str) -> WarehouseError:
+    """One line for a DuckDB error: a damaged file says so, and what to do."""
+    if any(sign in str(exc) for sign in _DAMAGED):
+        return WarehouseError(
+            f"DuckDB file {path} is damaged or not a DuckDB database ({_summary(exc)}): "
+            "restore it from a backup, or move it away to start a new one and reload the "
+            "batch days with `ey-platform batch --from-lake --date D`"
+        )
+    return WarehouseError(f"{doing} {path} failed: {_summary(exc)}")
 
 
 class DuckDBWarehouse:
@@ -141,29 +171,41 @@ class DuckDBWarehouse:
         self.lock_timeout = lock_timeout
 
     @contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short-lived connection, waiting with backoff while another process
-        holds the file."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        holds the file. DuckDB's errors in the block become :class:`WarehouseError`."""
+        if not read_only:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise WarehouseError(
+                    f"cannot create {self.path.parent}: {exc.strerror or exc}"
+                ) from None
+        con = self._open(read_only)
+        try:
+            con.execute("SET enable_progress_bar = false")
+            yield con
+        except duckdb.Error as exc:
+            raise _error(self.path, exc, "an operation on DuckDB file") from exc
+        finally:
+            con.close()
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.05
         while True:
             try:
-                con = duckdb.connect(str(self.path))
-                break
-            except duckdb.IOException as exc:
-                if not _is_lock_error(exc) or time.monotonic() + delay > deadline:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.Error as exc:
+                if not _is_lock_conflict(exc):
+                    raise _error(self.path, exc, "opening DuckDB file") from None
+                if time.monotonic() + delay > deadline:
                     raise WarehouseError(
                         f"DuckDB file {self.path} is busy for more than "
-                        f"{self.lock_timeout:g}s: {exc}"
+                        f"{self.lock_timeout:g}s: {_summary(exc)}"
                     ) from None
                 time.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 2.0)
-        try:
-            con.execute("SET enable_progress_bar = false")
-            yield con
-        finally:
-            con.close()
 
     def setup(self) -> None:
         with self.connect() as con:
@@ -182,6 +224,22 @@ class DuckDBWarehouse:
         )
         return {r[0] for r in rows}
 
+    def latest_day_rows(self, entity: str) -> tuple[date, int] | None:
+        rows = self.query(
+            f"SELECT _ingestion_date, count(*) FROM {self.raw}.{entity} WHERE _ingestion_date = "
+            f"(SELECT max(_ingestion_date) FROM {self.raw}.{entity}) GROUP BY 1"
+        )
+        return (rows[0][0], int(rows[0][1])) if rows else None
+
+    def running_runs(self, job: str) -> list[RunRecord]:
+        with self.connect() as con:
+            cursor = con.execute(
+                f"SELECT * FROM {self.raw}._pipeline_runs WHERE job = ? AND status = 'running'",
+                [job],
+            )
+            names = [d[0] for d in cursor.description or ()]
+            return [RunRecord.from_row(dict(zip(names, r, strict=True))) for r in cursor.fetchall()]
+
     def record_run(self, run: RunRecord) -> None:
         row = run.row()
         marks = ", ".join("?" * len(row))
@@ -196,11 +254,8 @@ class DuckDBWarehouse:
             )
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-        with self.connect() as con:
-            try:
-                return con.execute(sql, params or []).fetchall()
-            except duckdb.Error as exc:  # as BigQuery's do: callers handle one error type
-                raise WarehouseError(f"query on {self.path} failed: {exc}") from exc
+        with self.connect() as con:  # errors are WarehouseError, as BigQuery's are
+            return con.execute(sql, params or []).fetchall()
 
 
 class _Aborted(Exception):
@@ -319,11 +374,14 @@ class DuckDBPartitionLoad:
 
     def _insert(self, con: duckdb.DuckDBPyConnection, part: LakeObject) -> None:
         m = self.meta
-        con.execute(
-            f"""INSERT INTO {self.wh.raw}.{m.entity} ({", ".join(_LOADED_COLUMNS)})
-                SELECT j, ?, ?, now(), ?, ? FROM {_LINES}""",
-            [m.day, m.extracted_at, part.uri, m.run_id, part.uri],
-        )
+        try:
+            con.execute(
+                f"""INSERT INTO {self.wh.raw}.{m.entity} ({", ".join(_LOADED_COLUMNS)})
+                    SELECT j, ?, ?, now(), ?, ? FROM {_LINES}""",
+                [m.day, m.extracted_at, part.uri, m.run_id, part.uri],
+            )
+        except duckdb.Error as exc:
+            raise _error(self.wh.path, exc, f"loading {part.key} into") from exc
 
     def _reconcile(self, con: duckdb.DuckDBPyConnection) -> int:
         m = self.meta
@@ -410,8 +468,12 @@ class DuckDBEventSink:
         con.register("incoming", batch)
         try:
             inserted = self._insert(con)
+        except duckdb.Error as exc:
+            self.release()
+            raise _error(self.wh.path, exc, "writing events into") from exc
         finally:
-            con.unregister("incoming")
+            if self._con is not None:
+                con.unregister("incoming")
         if time.monotonic() - self._opened > self.hold_seconds:
             self.release()
         return inserted
@@ -434,7 +496,8 @@ class DuckDBEventSink:
     def release(self) -> None:
         try:
             if self._con is not None:
-                self._con.execute("RESET checkpoint_threshold")
+                with contextlib.suppress(duckdb.Error):  # a broken connection is closed anyway
+                    self._con.execute("RESET checkpoint_threshold")
         finally:
             self._held.close()
             self._con = None
