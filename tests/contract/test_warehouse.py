@@ -188,3 +188,55 @@ def test_a_day_is_finished_once_every_entity_has_a_run_that_ended_well(
 def test_a_failing_query_raises_a_warehouse_error_naming_the_cause(warehouse: Warehouse) -> None:
     with pytest.raises(WarehouseError, match="no_such_table"):
         warehouse.query(f"SELECT * FROM {warehouse.raw}.no_such_table")
+
+
+def test_the_latest_day_and_its_rows_are_what_a_new_load_is_held_against(
+    lake: Lake, warehouse: Warehouse
+) -> None:
+    assert warehouse.latest_day_rows("products") is None
+    _load(warehouse, "run1", _land(lake, "run1", range(1, 6)))
+    assert warehouse.latest_day_rows("products") == (DAY, 5)
+    earlier = date(2026, 11, 20)
+    load = warehouse.begin_load(LoadMeta("products", earlier, "run0", NOW))
+    load.add(put_bytes(lake, part_key("products", earlier, "run0", 0), b'{"id": 1}\n', 1))
+    load.commit()
+    assert warehouse.latest_day_rows("products") == (DAY, 5)  # the latest day, not the last load
+
+
+def test_running_runs_come_back_with_their_holder(warehouse: Warehouse) -> None:
+    running = RunRecord("r1", "batch", "users", DAY, NOW, "api", holder="host-a:123")
+    warehouse.record_run(running)
+    warehouse.record_run(RunRecord("r2", "batch", "products", DAY, NOW, "api", "loaded"))
+    warehouse.record_run(RunRecord("r3", "stream", "carts", DAY, NOW, "api"))
+    (found,) = warehouse.running_runs("batch")
+    assert (found.run_id, found.entity, found.day, found.status) == ("r1", "users", DAY, "running")
+    assert found.holder == "host-a:123"
+    assert found.started_at == NOW
+    found.status, found.finished_at = "abandoned", NOW
+    warehouse.record_run(found)  # what a later run does with it
+    assert warehouse.running_runs("batch") == []
+
+
+def _drop_holder_column(warehouse: Warehouse) -> None:
+    """Make ``_pipeline_runs`` as a version before the holder column made it."""
+    from ey_platform.warehouse.bigquery import BigQueryWarehouse
+    from ey_platform.warehouse.duckdb import DuckDBWarehouse
+
+    if isinstance(warehouse, DuckDBWarehouse):
+        with warehouse.connect() as con:
+            con.execute(f"ALTER TABLE {warehouse.raw}._pipeline_runs DROP COLUMN holder")
+        return
+    assert isinstance(warehouse, BigQueryWarehouse)
+    from google.cloud import bigquery
+
+    name = f"{warehouse.project}.{warehouse.raw}._pipeline_runs"
+    old = [f for f in warehouse.client.get_table(name).schema if f.name != "holder"]
+    warehouse.client.delete_table(name)
+    warehouse.client.create_table(bigquery.Table(name, schema=old))
+
+
+def test_setup_adds_the_columns_an_older_version_lacked(warehouse: Warehouse) -> None:
+    _drop_holder_column(warehouse)
+    warehouse.setup()
+    warehouse.record_run(RunRecord("r1", "batch", "users", DAY, NOW, "api", holder="h:1"))
+    assert [r.holder for r in warehouse.running_runs("batch")] == ["h:1"]

@@ -151,12 +151,15 @@ class BigQueryWarehouse:
                     self._add_new_columns(self.client.create_table(table, exists_ok=True), table)
 
     def _add_new_columns(self, existing: bigquery.Table, wanted: bigquery.Table) -> None:
-        """Add the nullable columns a table created by an older version lacks."""
+        """Add the nullable columns a table created by an older version lacks (DDL, not a
+        schema patch: the BigQuery emulator applies only the former to its data)."""
         have = {f.name for f in existing.schema}
-        added = [f for f in wanted.schema if f.name not in have]
-        if added:
-            existing.schema = [*existing.schema, *added]
-            self.client.update_table(existing, ["schema"])
+        for field in wanted.schema:
+            if field.name not in have and field.mode == "NULLABLE":
+                self.run(
+                    f"ALTER TABLE {self.table(existing.table_id)} "
+                    f"ADD COLUMN IF NOT EXISTS {field.name} {field.field_type}"
+                )
 
     def run(
         self, sql: str, params: Sequence[Any] = (), *, named: Sequence[Any] = ()
