@@ -7,16 +7,44 @@ nowhere else.
 
 from __future__ import annotations
 
+import difflib
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator, Mapping
 from datetime import time
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from ey_platform.errors import ConfigError
 
 PUBLIC_API_URL = "https://fakestoreapi.com"
+PREFIX = "EYP_"
+
+# EYP_ variables that are not settings but that the platform sets or reads itself.
+OTHER_VARIABLES = frozenset(
+    {
+        "EYP_DBT_TARGET",  # set by transform.py for dbt's profiles.yml
+        "EYP_DUCKDB_PATH",  # idem
+        "EYP_REQUIRE_EMULATORS",  # scripts/emulators.sh, .ci/run and the contract tests
+        "EYP_EMULATORS_DIR",  # scripts/emulators.sh
+        "EYP_EMULATOR_PROJECT",  # idem
+        "EYP_TEST_EMULATOR_ENV",  # written by scripts/emulators.sh, read by the tests
+        "EYP_PYTHON313",  # .ci/run
+    }
+)
+
+log = logging.getLogger("ey_platform.settings")
 
 
 class HttpSettings(BaseModel):
@@ -48,6 +76,14 @@ class BatchSettings(BaseModel):
     )
     retry_after: float = Field(
         10.0, gt=0, description="Minutes after which `ey-platform up` retries a failed batch."
+    )
+    min_rows_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A batch that would replace a day with fewer than this fraction of the "
+        "rows of the entity's last loaded day is held (status held, exit 1); `batch --force` "
+        "loads it anyway.",
     )
 
 
@@ -123,6 +159,14 @@ class StreamSettings(BaseModel):
         description="Minutes between two checks of the poller's memory against the "
         "warehouse: carts it landed alive that the API no longer holds are deleted.",
     )
+    max_delete_fraction: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="A poll that would delete more than this fraction of the carts the "
+        "poller knows fails and publishes nothing; `stream poll --once --allow-mass-delete` "
+        "accepts it.",
+    )
 
 
 class GcpSettings(BaseModel):
@@ -151,12 +195,14 @@ class Settings(BaseSettings):
     """Everything the platform can be told. See ``.env.example`` for the variable names."""
 
     model_config = SettingsConfigDict(
-        env_prefix="EYP_",
+        env_prefix=PREFIX,
         env_nested_delimiter="__",
         env_file=".env",
         env_file_encoding="utf-8",
         env_ignore_empty=True,  # a blank line copied from .env.example means "default"
-        extra="forbid",
+        # A .env may hold other tools' variables; a misspelt EYP_ one is warned about
+        # (warn_unknown_variables), as in the environment, where pydantic ignores it.
+        extra="ignore",
         validate_default=True,
     )
 
@@ -208,21 +254,117 @@ class Settings(BaseSettings):
         return self.data_dir / "stream" / "poller.sqlite3"
 
     def masked(self) -> dict[str, Any]:
-        """The effective settings as plain data, every secret replaced by ``**********``."""
-        return self.model_dump(mode="json")  # SecretStr dumps as '**********' in JSON mode
+        """The effective settings as plain data: every secret replaced by ``**********``,
+        every local path absolute, with the defaults derived from ``data_dir`` filled in
+        (and the poller's state file, which lives there)."""
+        shown = self.model_dump(mode="json")  # SecretStr dumps as '**********' in JSON mode
+        shown["data_dir"] = str(self.data_dir.resolve())
+        shown["poller_state_path"] = str(self.poller_state_path.resolve())
+        shown["lake"]["root"] = str(self.lake_root.resolve())
+        shown["warehouse"]["duckdb_path"] = str(self.duckdb_path.resolve())
+        shown["bus"]["sqlite_path"] = str(self.bus_path.resolve())
+        return shown
+
+
+@cache
+def setting_variables(model: type[BaseModel] = Settings, prefix: str = PREFIX) -> frozenset[str]:
+    """Every variable name a setting is read from; a nested section is one too (JSON)."""
+    names = {f"{prefix}{name.upper()}" for name in model.model_fields}
+    for name, section in _sections(model).items():
+        names |= setting_variables(section, f"{prefix}{name.upper()}__")
+    return frozenset(names)
+
+
+def unknown_variables(variables: Mapping[str, str | None]) -> list[tuple[str, str | None]]:
+    """The ``EYP_`` names in ``variables`` that are neither a setting nor one the platform
+    uses, each with the closest known name (or None). The keys of a section given as JSON
+    (``EYP_HTTP='{"read_timeout": 3}'``) are checked as names too (EYP_HTTP__READ_TIMEOUT)."""
+    known = setting_variables() | OTHER_VARIABLES
+    found = []
+    for name in _names(variables):
+        if name.upper().startswith(PREFIX) and name.upper() not in known:
+            close = difflib.get_close_matches(name.upper(), known, n=1)
+            found.append((name, close[0] if close else None))
+    return found
+
+
+def _names(variables: Mapping[str, str | None]) -> Iterator[str]:
+    sections = {f"{PREFIX}{name.upper()}" for name in _sections(Settings)}
+    for name, value in variables.items():
+        yield name
+        if name.upper() in sections and value and value.lstrip().startswith("{"):
+            try:
+                keys = json.loads(value)
+            except ValueError:
+                continue  # load_settings reports it
+            if isinstance(keys, dict):
+                yield from (f"{name}__{str(key).upper()}" for key in keys)
+
+
+def _sections(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """The fields of ``model`` that are models themselves, by name."""
+    return {
+        name: info.annotation
+        for name, info in model.model_fields.items()
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+    }
+
+
+_warned: set[str] = set()
+
+
+def warn_unknown_variables() -> None:
+    """Log one warning per misspelt ``EYP_`` variable of the environment or ``.env``,
+    once per process: pydantic ignores a name that is not a setting."""
+    # The .env that Settings reads, its names lower-cased (names are not case-sensitive).
+    from_file = {k.upper(): v for k, v in DotEnvSettingsSource(Settings).env_vars.items()}
+    for origin, variables in (("", dict(os.environ)), (" in .env", from_file)):
+        for name, close in unknown_variables(variables):
+            if name.upper() in _warned:
+                continue
+            _warned.add(name.upper())
+            hint = f"; did you mean {close}?" if close else ""
+            log.warning("%s%s is not a setting%s", name, origin, hint)
 
 
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment and ``.env``; keyword overrides win (CLI flags).
 
-    A bad value raises :class:`ConfigError` naming the variable and what was wrong with it.
+    A bad value raises :class:`ConfigError` naming the variable and what was wrong with it;
+    a name that is not a setting is logged as a warning (:func:`warn_unknown_variables`).
     """
     clean = {key: value for key, value in overrides.items() if value is not None}
     try:
+        warn_unknown_variables()
         return Settings(**clean)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"EYP_{'__'.join(str(part) for part in err['loc']).upper()}: {err['msg']}"
-            for err in exc.errors()
-        )
+        problems = "; ".join(f"{_variable(err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"invalid configuration: {problems}") from None
+    except SettingsError as exc:
+        raise ConfigError(f"invalid configuration: {_unparsable(exc)}") from None
+    except UnicodeDecodeError as exc:
+        env_file = Path(str(Settings.model_config["env_file"])).resolve()
+        raise ConfigError(f"{env_file}: not UTF-8 text (byte {exc.start})") from None
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    return PREFIX + "__".join(str(part) for part in loc).upper()
+
+
+def _unparsable(exc: SettingsError) -> str:
+    """A nested section given a value that is not JSON (``EYP_HTTP='{not json'``)."""
+    found = re.search(r'field "(\w+)" from source "(\w+)"', str(exc))
+    if found is None:
+        return str(exc)
+    field, source = found.groups()
+    where = " in .env" if source.startswith("DotEnv") else ""
+    cause = exc.__cause__
+    # The message of a JSON error names a position, never the text of the value.
+    reason = (
+        f" ({cause.msg} at column {cause.colno})" if isinstance(cause, json.JSONDecodeError) else ""
+    )
+    variable = _variable((field,))
+    return (
+        f"{variable}{where}: not valid JSON{reason}; give a JSON object or set "
+        f"{variable}__<NAME> variables"
+    )

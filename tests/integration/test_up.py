@@ -50,7 +50,7 @@ class _Idle:
     def __init__(self) -> None:
         self.stopped = threading.Event()
 
-    def poll_once(self) -> None:
+    def poll_once(self, *, allow_mass_delete: bool = False) -> None:
         pass
 
     def run(self) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import html
+import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from ey_platform.errors import ConfigError
-from ey_platform.settings import Settings, load_settings
+from ey_platform.settings import Settings, load_settings, unknown_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,3 +84,165 @@ def test_readme_configuration_table_lists_every_setting() -> None:
 def test_readme_shows_the_architecture_file() -> None:
     diagram = (ROOT / "docs" / "architecture.mmd").read_text().strip()
     assert f"```mermaid\n{diagram}\n```" in (ROOT / "README.md").read_text()
+
+
+# Names the tests below misspell on purpose; every other EYP_ name in the repository must
+# be known (test_every_eyp_name_in_the_repository_is_known).
+DELIBERATE_TYPOS = {
+    "EYP_HTTP__MAX_ATEMPTS",
+    "EYP_HTP__MAX_ATTEMPTS",
+    "EYP_PROFILEE",
+    "EYP_BUS__TOPICC",
+    "EYP_STREAM__BATCHSIZE",
+    "EYP_NOTHING_LIKE_IT",
+}
+
+
+def _default(info: Any) -> str:
+    """A field's default as the README table shows it: JSON in backquotes, or blank."""
+    value = TypeAdapter(info.annotation).dump_python(info.get_default(), mode="json")
+    return "" if value is None else f"`{orjson.dumps(value).decode().strip(chr(34))}`"
+
+
+def _leaves(model: type[BaseModel], prefix: str = "EYP_") -> Iterator[tuple[str, Any]]:
+    for name, info in model.model_fields.items():
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            yield from _leaves(kind, f"{prefix}{name.upper()}__")
+        else:
+            yield f"{prefix}{name.upper()}", info
+
+
+def test_readme_configuration_table_shows_each_default_and_description() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Configuration") : readme.index("## Command line")]
+    rows = {
+        name: (default, meaning)
+        for name, default, meaning in re.findall(
+            r"^\| `(EYP_\w+)` \| (.*?) \| (.*) \|$", section, re.M
+        )
+    }
+    expected = {
+        name: (_default(info), html.escape(info.description, quote=False))
+        for name, info in _leaves(Settings)
+    }
+    assert rows == expected
+
+
+def test_the_guards_settings_default_to_one_half_and_are_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings()
+    assert settings.batch.min_rows_fraction == 0.5
+    assert settings.stream.max_delete_fraction == 0.5
+    monkeypatch.setenv("EYP_BATCH__MIN_ROWS_FRACTION", "0")  # 0 turns the guard off
+    monkeypatch.setenv("EYP_STREAM__MAX_DELETE_FRACTION", "1")
+    assert load_settings().batch.min_rows_fraction == 0
+    for name, bad in [
+        ("EYP_BATCH__MIN_ROWS_FRACTION", "1.5"),
+        ("EYP_STREAM__MAX_DELETE_FRACTION", "0"),
+    ]:
+        monkeypatch.setenv(name, bad)
+        with pytest.raises(ConfigError, match=name):
+            load_settings()
+        monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize("in_dotenv", [False, True], ids=["environment", "dotenv"])
+def test_a_section_that_is_not_json_is_a_config_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, in_dotenv: bool
+) -> None:
+    if in_dotenv:
+        (tmp_path / ".env").write_text("EYP_HTTP={not json\n")
+    else:
+        monkeypatch.setenv("EYP_HTTP", "{not json")
+    where = " in .env" if in_dotenv else ""
+    with pytest.raises(
+        ConfigError, match=f"^invalid configuration: EYP_HTTP{where}: not valid JSON"
+    ):
+        load_settings()
+
+
+def test_a_dotenv_may_hold_other_tools_variables_but_must_be_utf8(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("COMPOSE_PROJECT_NAME=shop\nEYP_BUS__TOPIC=t\n")
+    assert load_settings().bus.topic == "t"
+    (tmp_path / ".env").write_bytes(b"EYP_BUS__TOPIC=\xff\n")
+    with pytest.raises(ConfigError, match=r"\.env: not UTF-8 text \(byte 15\)"):
+        load_settings()
+
+
+def test_unknown_variables_get_the_closest_known_name() -> None:
+    found = unknown_variables(
+        {
+            "EYP_HTTP__MAX_ATEMPTS": "3",
+            "eyp_htp__max_attempts": "3",  # names are not case-sensitive
+            "EYP_HTTP": '{"read_timeout": 3, "max_atempts": 3}',  # a section as JSON
+            "EYP_NOTHING_LIKE_IT": "1",
+            "EYP_HTTP__MAX_ATTEMPTS": "3",
+            "EYP_BATCH__MIN_ROWS_FRACTION": "0.2",
+            "EYP_DBT_TARGET": "local",  # set by the platform for dbt
+            "EYP_REQUIRE_EMULATORS": "1",  # read by the tests and scripts
+            "PATH": "/bin",
+        }
+    )
+    assert found == [
+        ("EYP_HTTP__MAX_ATEMPTS", "EYP_HTTP__MAX_ATTEMPTS"),
+        ("eyp_htp__max_attempts", "EYP_HTTP__MAX_ATTEMPTS"),
+        ("EYP_HTTP__MAX_ATEMPTS", "EYP_HTTP__MAX_ATTEMPTS"),
+        ("EYP_NOTHING_LIKE_IT", None),
+    ]
+
+
+def test_misspelt_variables_warn_once_per_process(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("EYP_BUS__TOPICC", "x")
+    monkeypatch.setenv("EYP_HTTP", '{"read_timeout": 3, "max_atempts": 2}')
+    (tmp_path / ".env").write_text("EYP_STREAM__BATCHSIZE=10\n")
+    with caplog.at_level(logging.WARNING, logger="ey_platform.settings"):
+        settings = load_settings()
+        load_settings()
+    assert [r.getMessage() for r in caplog.records] == [
+        "EYP_BUS__TOPICC is not a setting; did you mean EYP_BUS__TOPIC?",
+        "EYP_HTTP__MAX_ATEMPTS is not a setting; did you mean EYP_HTTP__MAX_ATTEMPTS?",
+        "EYP_STREAM__BATCHSIZE in .env is not a setting; did you mean EYP_STREAM__BATCH_SIZE?",
+    ]
+    assert (settings.http.read_timeout, settings.http.max_attempts) == (3, 5)
+
+
+_NAME = re.compile(r"\bEYP_[A-Z0-9_]*[A-Z0-9](?![\w{])")  # not a prefix such as f"EYP_GCP__{x}"
+_TEXT = {".py", ".sh", ".yml", ".yaml", ".md", ".toml", ".tf", ".sql", ".example", ".mmd"}
+# Not the repository's own text: environments, caches, build and run output.
+_SKIP = {".git", ".tools", ".emulators", "data", "target", "logs", "node_modules", "__pycache__"}
+
+
+def _text_files(folder: Path) -> Iterator[Path]:
+    for path in folder.iterdir():
+        if path.is_dir() and path.name not in _SKIP and not path.name.startswith(".venv"):
+            yield from _text_files(path)
+        elif path.is_file() and (path.suffix in _TEXT or path.name in {"Makefile", "run"}):
+            yield path
+
+
+def test_every_eyp_name_in_the_repository_is_known() -> None:
+    """So that a variable the platform reads outside Settings is never warned about."""
+    named = {
+        name: path.relative_to(ROOT)
+        for path in _text_files(ROOT)
+        for name in _NAME.findall(path.read_text(errors="replace"))
+    }
+    unknown = {name for name, _ in unknown_variables(dict.fromkeys(named, ""))}
+    assert {name: str(named[name]) for name in unknown - DELIBERATE_TYPOS} == {}
+    assert "EYP_DBT_TARGET" in named and "EYP_REQUIRE_EMULATORS" in named  # the scan works
+
+
+def test_masked_shows_the_default_paths_resolved(tmp_path: Path) -> None:
+    shown = Settings(data_dir=Path("here")).masked()
+    data = tmp_path.resolve() / "here"
+    assert shown["data_dir"] == str(data)
+    assert shown["lake"]["root"] == str(data / "lake")
+    assert shown["warehouse"]["duckdb_path"] == str(data / "warehouse.duckdb")
+    assert shown["bus"]["sqlite_path"] == str(data / "bus.sqlite3")
+    assert shown["poller_state_path"] == str(data / "stream" / "poller.sqlite3")
+    explicit = Settings(lake={"root": "/srv/lake"}).masked()
+    assert explicit["lake"]["root"] == "/srv/lake"

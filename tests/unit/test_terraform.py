@@ -15,7 +15,7 @@ import pytest
 
 hcl2 = pytest.importorskip("hcl2")
 
-from ey_platform.settings import Settings, load_settings  # noqa: E402
+from ey_platform.settings import Settings, load_settings, unknown_variables  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -87,7 +87,8 @@ def test_the_jobs_environment_is_valid_settings(monkeypatch: pytest.MonkeyPatch)
         monkeypatch.setenv(key, "1" if key.endswith(("DEADLINE", "ATTEMPTS")) else "x")
     monkeypatch.setenv("EYP_API_URL", "https://fakestoreapi.com")
     monkeypatch.setenv("EYP_PROFILE", "gcp")
-    assert load_settings().profile == "gcp"  # every name is a setting (extra=forbid)
+    assert load_settings().profile == "gcp"
+    assert unknown_variables(dict.fromkeys(names, "x")) == []  # every name is a setting
 
 
 def test_raw_table_schemas_match_the_bigquery_backend() -> None:

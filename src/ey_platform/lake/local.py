@@ -9,8 +9,10 @@ removes those.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from ey_platform.errors import LakeError
@@ -21,33 +23,47 @@ class LocalWriter:
     def __init__(self, root: Path, key: str) -> None:
         self.key = key
         self.path = root / key
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
-        self._file = self.tmp.open("xb")
+        with _naming(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.tmp.open("xb")
         self._tally = Tally()
 
     def write(self, data: bytes, records: int) -> None:
-        self._file.write(data)
+        with _naming(self.path):
+            self._file.write(data)
         self._tally.add(data, records)
 
     def commit(self) -> LakeObject:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        try:
-            os.link(self.tmp, self.path)
-        except FileExistsError:
-            raise LakeError(f"{self.path} exists: lake objects are written once") from None
-        finally:
-            self.tmp.unlink(missing_ok=True)
-        self.path.chmod(0o444)
-        _fsync_dir(self.path.parent)
+        with _naming(self.path):
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            try:
+                os.link(self.tmp, self.path)
+            except FileExistsError:
+                raise LakeError(f"{self.path} exists: lake objects are written once") from None
+            finally:
+                self.tmp.unlink(missing_ok=True)
+            self.path.chmod(0o444)
+            _fsync_dir(self.path.parent)
         return self._tally.lake_object(self.key, str(self.path))
 
     def abort(self) -> None:
         if not self._file.closed:
-            self._file.close()
+            with contextlib.suppress(OSError):  # a full disk fails the flush again
+                self._file.close()
         self.tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OSError in the block (full disk, read-only file system) as a LakeError naming
+    ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        raise LakeError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _fsync_dir(folder: Path) -> None:

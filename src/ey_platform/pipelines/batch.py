@@ -31,12 +31,17 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, NotRequired
+from typing import Any, NotRequired, Protocol
 
 from pydantic import TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
-from ey_platform.errors import LakeError, LakeIntegrityError, ReconciliationError
+from ey_platform.errors import (
+    LakeError,
+    LakeIntegrityError,
+    PlatformError,
+    ReconciliationError,
+)
 from ey_platform.lake.base import (
     Lake,
     LakeObject,
@@ -58,7 +63,17 @@ from ey_platform.warehouse.base import LoadMeta, PartitionLoad, RunRecord, Wareh
 
 log = logging.getLogger("ey_platform.batch")
 
-Progress = Callable[[str, int], None]
+
+class Progress(Protocol):
+    """Told how many records of ``entity`` have passed; ``total`` when it is known ahead
+    (a reload from the lake)."""
+
+    def __call__(self, entity: str, records: int, total: int | None = None) -> None: ...
+
+
+def _silent(entity: str, records: int, total: int | None = None) -> None:
+    return None
+
 
 # A run on another host is known dead once it is this old: twice the batch job's task
 # timeout on Cloud Run (infra/terraform/run.tf).
@@ -178,7 +193,7 @@ class BatchPipeline:
         self.part_bytes = part_bytes
         self.workers = workers
         self.min_rows_fraction = min_rows_fraction
-        self.progress = progress or (lambda entity, records: None)
+        self.progress = progress or _silent
         self.clock = clock
 
     def run(
@@ -226,10 +241,13 @@ class BatchPipeline:
         except BaseException as exc:
             record.status, record.error = "failed", str(exc) or type(exc).__name__
             record.finished_at = self.clock()
-            self.warehouse.record_run(record)
             log.error(
                 "batch.failed", extra={"entity": entity, "run_id": run_id, "error": record.error}
             )
+            try:
+                self.warehouse.record_run(record)
+            except PlatformError as unrecorded:  # the cause is what the operator needs
+                log.error("batch.unrecorded", extra={"run_id": run_id, "error": str(unrecorded)})
             raise
         result.seconds = time.perf_counter() - started
         record.status, record.finished_at = result.status, self.clock()
@@ -428,10 +446,11 @@ class BatchPipeline:
         try:
             for part in manifest["parts"]:
                 load.add(self._object(part))
+                result.landed += part["records"]
+                self.progress(entity, result.landed, manifest["records"])
             rejects = manifest.get("quarantine")
             if rejects:
                 load.add_rejects(self._object(rejects))
-            result.landed = sum(p["records"] for p in manifest["parts"])
             result.parts = [p["key"] for p in manifest["parts"]]
             self._load(load, meta, manifest["content_sha256"], result, force)
         except BaseException:
