@@ -284,9 +284,15 @@ def _print_batch(results: list[Any]) -> None:
             f"{r.seconds:.2f}",
         )
     console.print(table)
+    _raise_if_held(results)
+
+
+def _raise_if_held(results: list[Any]) -> list[Any]:
+    """``results``, unless a guard held an entity: then :class:`BatchHeld`."""
     held = [f"{r.entity} {r.day}: {r.reason}" for r in results if r.status == "held"]
     if held:
         raise BatchHeld(f"batch held: {'; '.join(held)}; rerun with --force to load it anyway")
+    return results
 
 
 @app.command("batch")
@@ -595,7 +601,8 @@ def up_cmd(
         Scheduler(
             parts.poller,
             parts.consumer,
-            batch=lambda day: run_batch(cfg, day, list(BATCH_ENTITIES), False, force=False),
+            # A held day is retried like a failed one: the API may answer whole again.
+            batch=lambda day: _raise_if_held(run_batch(cfg, day, list(BATCH_ENTITIES), False)),
             transform=lambda: run_dbt(cfg, *BUILD, quiet=True),
             poll_interval=cfg.stream.poll_interval,
             batch_at=cfg.batch.run_at,

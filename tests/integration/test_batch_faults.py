@@ -191,7 +191,9 @@ def test_a_busy_warehouse_is_still_waited_for_then_named_busy(
         [
             sys.executable,
             "-c",
-            f"import duckdb,time;c=duckdb.connect({str(data / 'warehouse.duckdb')!r});print(1,flush=True);time.sleep(30)",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print(1, flush=True); "
+            "time.sleep(30)",
+            str(data / "warehouse.duckdb"),
         ],
         stdout=subprocess.PIPE,
     )
