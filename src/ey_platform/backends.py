@@ -23,7 +23,7 @@ def make_lake(settings: Settings) -> Lake:
     return LocalLake(settings.lake_root)
 
 
-def make_warehouse(settings: Settings) -> Warehouse:
+def make_warehouse(settings: Settings, *, read_only: bool = False) -> Warehouse:
     wh = settings.warehouse
     if settings.profile == "gcp":
         from ey_platform import gcp
@@ -38,7 +38,11 @@ def make_warehouse(settings: Settings) -> Warehouse:
     from ey_platform.warehouse.duckdb import DuckDBWarehouse
 
     return DuckDBWarehouse(
-        settings.duckdb_path, wh.raw_dataset, wh.analytics_dataset, wh.lock_timeout
+        settings.duckdb_path,
+        wh.raw_dataset,
+        wh.analytics_dataset,
+        wh.lock_timeout,
+        read_only=read_only,
     )
 
 
@@ -70,4 +74,17 @@ def make_bus(settings: Settings) -> Bus:
         ack_deadline=bus.ack_deadline,
         max_delivery_attempts=bus.max_delivery_attempts,
         sync=bus.sync,
+    )
+
+
+def open_bus_read_only(settings: Settings) -> Bus | None:
+    """The bus as ``stream status`` reads it: nothing created, nothing written; None when
+    there is none yet (embedded bus only: Pub/Sub is read through its API)."""
+    if settings.profile == "gcp":
+        return make_bus(settings)
+    from ey_platform.bus.sqlite import SQLiteBus
+
+    bus = settings.bus
+    return SQLiteBus.open_read_only(
+        settings.bus_path, bus.topic, bus.subscription, bus.dead_letter_topic
     )

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -342,15 +342,17 @@ def _stream_parts(cfg: Settings) -> Iterator[StreamParts]:
     )
     from ey_platform.source.client import FakeStoreClient
 
-    bus = make_bus(cfg)
-    bus.setup()
-    warehouse = make_warehouse(cfg)
-    warehouse.setup()
-    lake = make_lake(cfg)
-    lake.setup()
-    state = PollerState(cfg.poller_state_path)
-    client = FakeStoreClient.from_settings(cfg)
-    try:
+    with ExitStack() as opened:  # each part closed even if a later one fails to open
+        bus = make_bus(cfg)
+        opened.callback(bus.close)
+        bus.setup()
+        warehouse = make_warehouse(cfg)
+        warehouse.setup()
+        lake = make_lake(cfg)
+        lake.setup()
+        state = PollerState(cfg.poller_state_path)
+        opened.callback(state.close)
+        client = opened.enter_context(FakeStoreClient.from_settings(cfg))
         poller = CartPoller(
             client,
             bus,
@@ -362,10 +364,6 @@ def _stream_parts(cfg: Settings) -> Iterator[StreamParts]:
         )
         consumer = CartConsumer(bus, warehouse.event_sink(), cfg.stream.batch_size)
         yield StreamParts(poller, consumer, bus, state, warehouse)
-    finally:
-        client.close()
-        state.close()
-        bus.close()
 
 
 Interval = Annotated[
@@ -453,11 +451,19 @@ def stream_run(interval: Interval = None, api_url: ApiUrl = None, data_dir: Data
 @stream_app.command("status")
 def stream_status(data_dir: DataDir = None) -> None:
     """Backlog, oldest unacked message, dead letters, last poll and throughput."""
+    from ey_platform.backends import open_bus_read_only
+    from ey_platform.pipelines.poller_state import PollerState
     from ey_platform.pipelines.stream import stream_status as status
 
     cfg = _settings(data_dir=data_dir)
-    with _stream_parts(cfg) as parts:
-        facts = status(parts.bus, parts.state, parts.warehouse)
+    with ExitStack() as opened:  # read-only: creates nothing, writes nothing
+        bus = open_bus_read_only(cfg)
+        if bus is not None:
+            opened.callback(bus.close)
+        state = PollerState.open_read_only(cfg.poller_state_path)
+        if state is not None:
+            opened.callback(state.close)
+        facts = status(bus, state, make_warehouse(cfg, read_only=True))
     table = _table("", "", title="Stream")
     for key, value in facts.items():
         table.add_row(key, value)

@@ -4,7 +4,7 @@ sink's exactly-once effect, the run log."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import orjson
 import pytest
@@ -240,3 +240,13 @@ def test_setup_adds_the_columns_an_older_version_lacked(warehouse: Warehouse) ->
     warehouse.setup()
     warehouse.record_run(RunRecord("r1", "batch", "users", DAY, NOW, "api", holder="h:1"))
     assert [r.holder for r in warehouse.running_runs("batch")] == ["h:1"]
+
+
+def test_events_loaded_since_counts_what_landed_after(warehouse: Warehouse) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    assert warehouse.events_loaded_since(before) == 0
+    sink = warehouse.event_sink()
+    sink.write(_batch(_event("e1", 1, 1), _event("e2", 2, 1)))
+    sink.release()
+    assert warehouse.events_loaded_since(before) == 2
+    assert warehouse.events_loaded_since(datetime.now(UTC) + timedelta(seconds=5)) == 0

@@ -213,3 +213,22 @@ def test_drain_waits_for_messages_leased_to_a_dead_consumer(
     assert "consumed 7 messages: 7 loaded" in result.stdout
     assert "stream.drain_waiting" in result.stderr and "leased=7" in result.stderr
     assert len(latest_carts(data)) == 7
+
+
+def test_a_quarantined_cart_is_not_deleted(fakestore: FakeStore, data: Path) -> None:
+    import orjson
+
+    fakestore.state.catalog = Catalog(n_carts=10)
+    assert cli(data, fakestore.url, "stream", "poll", "--once").returncode == 0
+    carts = fakestore.state.catalog.carts
+    for cart_id in (2, 5, 7):  # the source starts sending these three broken
+        cart = orjson.loads(carts.rows[cart_id])
+        cart["products"][0]["quantity"] = -1
+        carts.rows[cart_id] = orjson.dumps(cart)
+    result = cli(data, fakestore.url, "stream", "poll", "--once")
+    assert result.returncode == 0, result.stderr
+    assert "quarantined=3" in result.stderr and "carts_deleted=0" in result.stderr
+    assert cli(data, fakestore.url, "stream", "consume", "--drain").returncode == 0
+    assert len(latest_carts(data)) == 10
+    (quarantine,) = (data / "lake" / "quarantine" / "carts").rglob("*.jsonl")
+    assert len(quarantine.read_bytes().splitlines()) == 3

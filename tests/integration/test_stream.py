@@ -21,7 +21,7 @@ import pytest
 
 from ey_platform.bus.base import Message
 from ey_platform.bus.sqlite import SQLiteBus
-from ey_platform.errors import WarehouseError
+from ey_platform.errors import BusError, WarehouseError
 from ey_platform.lake.local import LocalLake
 from ey_platform.pipelines.poller_state import PollerState
 from ey_platform.pipelines.stream import (
@@ -411,7 +411,7 @@ def test_a_poller_killed_between_publish_and_state_save_duplicates_nothing(
 def _backlog(bus: SQLiteBus) -> int:
     try:
         return bus.stats().backlog
-    except sqlite3.OperationalError:
+    except BusError:
         return 0  # not set up yet
 
 

@@ -43,12 +43,15 @@ class Received(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class BusStats:
     """The state of a subscription, for ``stream status``. None: the backend cannot tell
-    (Pub/Sub keeps these figures in Cloud Monitoring)."""
+    (Pub/Sub keeps these figures in Cloud Monitoring). ``next_lease_due_seconds``: how
+    soon the first leased message is due again if it is not acked, so a drain can wait
+    for the messages of a consumer that died (None also when nothing is leased)."""
 
     backlog: int | None
     leased: int | None
     oldest_unacked_seconds: float | None
     dead_letters: int | None
+    next_lease_due_seconds: float | None = None
 
 
 class Bus(Protocol):

@@ -11,26 +11,34 @@ Writes run in ``BEGIN IMMEDIATE`` transactions, so publishers and pullers in sev
 processes serialise on SQLite's write lock, and readers never block. With
 ``synchronous=FULL`` a publish returns once the WAL is on disk (survives a power cut);
 ``normal`` survives a crash of the process only.
+
+Every public method turns SQLite's and the operating system's errors into one
+:class:`BusError` that names the file, what is wrong with it and what to do.
+:meth:`SQLiteBus.open_read_only` opens a bus for ``stream status``: it never creates,
+changes or writes the file.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import math
+import os
 import sqlite3
 import threading
 import time
 from array import array
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Concatenate, Literal, ParamSpec, Protocol, TypeVar
 
 import orjson
 
 from ey_platform.bus.base import BusStats, Message, Received
-from ey_platform.errors import BusError
+from ey_platform.errors import BusError, PlatformError
 
 FORMAT_VERSION = 2  # PRAGMA user_version; 1 (unset) stored one row per message
 
@@ -69,6 +77,116 @@ _ACKED = math.inf  # the lease end of an acked message: it is never due again
 # A publish call is stored in segments of at most this many messages, and a message id
 # is ``segment * SEGMENT_MAX + index``: numeric and growing in publish order.
 SEGMENT_MAX = 100_000
+
+
+# -- the SQLite file: opening it, and what can go wrong (shared with the poller state) -
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+# SQLite reports a read-only or full file system as one of these; the file system says which
+_OS_CODES = {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR}
+
+
+def failure(path: Path, exc: sqlite3.Error | OSError) -> tuple[bool, str]:
+    """Why an operation on the SQLite file ``path`` failed, in words a person can act
+    on: ``(damaged, reason)``. Damaged: the file itself is unusable, and ``reason``
+    completes "<path> ..."; otherwise ``reason`` is the operating system's where one
+    shows ("read-only file system", "no space left on device"), else SQLite's."""
+    if isinstance(exc, OSError):
+        return False, (exc.strerror or str(exc)).lower()
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+    if code == sqlite3.SQLITE_NOTADB:
+        return True, "is not a SQLite database"
+    if code == sqlite3.SQLITE_CORRUPT:
+        return True, f"is damaged ({exc})"
+    if code == sqlite3.SQLITE_FULL:
+        return False, _strerror(errno.ENOSPC)
+    if code in _OS_CODES:
+        return False, _os_reason(path) or str(exc)
+    return False, str(exc)
+
+
+def _strerror(code: int) -> str:
+    return os.strerror(code).lower()
+
+
+def _os_reason(path: Path) -> str | None:
+    """Why the file system refuses to write ``path`` or its folder, if it does."""
+    folder = next(p for p in path.absolute().parents if p.exists())
+    try:
+        fs = os.statvfs(folder)
+    except OSError:
+        return None
+    if fs.f_flag & os.ST_RDONLY:
+        return _strerror(errno.EROFS)
+    # SQLite needs a few pages at once; root may use the blocks reserved for it
+    if (fs.f_bfree if os.geteuid() == 0 else fs.f_bavail) == 0:
+        return _strerror(errno.ENOSPC)
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return _strerror(errno.EACCES)
+    return None
+
+
+def connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:
+    """A connection to ``path`` that never writes it (nor creates it).
+
+    ``mode=ro`` reads like any other reader: while a process writes the file, the
+    commits in its write-ahead log (``-wal``) are seen. For that SQLite needs the
+    WAL index (``-shm``) and creates it (and an empty ``-wal``) in a writable folder.
+    In a read-only folder without them it refuses; there nobody can write the file,
+    so ``immutable=1`` reads the file as it is. Not when a ``-wal`` is left with
+    content (a writer stopped before it checkpointed): ``immutable`` would not see it.
+    """
+    uri = path.absolute().as_uri()
+    con = sqlite3.connect(
+        f"{uri}?mode=ro", uri=True, timeout=timeout, isolation_level=None, check_same_thread=False
+    )
+    try:
+        con.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opens the WAL index
+    except sqlite3.Error as exc:
+        con.close()
+        wal = path.with_name(f"{path.name}-wal")
+        if (
+            not isinstance(exc, sqlite3.OperationalError)  # damaged: immutable reads no better
+            or os.access(path.parent, os.W_OK)
+            or (wal.exists() and wal.stat().st_size > 0)
+        ):
+            raise
+    else:
+        return con
+    return sqlite3.connect(
+        f"{uri}?immutable=1",
+        uri=True,
+        timeout=timeout,
+        isolation_level=None,
+        check_same_thread=False,
+    )
+
+
+class _Guarded(Protocol):
+    def _failed(self, op: str, exc: sqlite3.Error | OSError) -> PlatformError: ...
+
+
+_G = TypeVar("_G", bound=_Guarded)
+
+
+def guarded(
+    op: str,
+) -> Callable[[Callable[Concatenate[_G, _P], _T]], Callable[Concatenate[_G, _P], _T]]:
+    """Method decorator: SQLite's and the operating system's errors in ``op`` become
+    the one error ``self._failed(op, exc)`` builds. Once per call, not per message."""
+
+    def decorate(method: Callable[Concatenate[_G, _P], _T]) -> Callable[Concatenate[_G, _P], _T]:
+        @functools.wraps(method)
+        def run(self: _G, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+            try:
+                return method(self, *args, **kwargs)
+            except (sqlite3.Error, OSError) as exc:
+                raise self._failed(op, exc) from exc
+
+        return run
+
+    return decorate
 
 
 @dataclass
@@ -119,7 +237,11 @@ class _Cursor:
 
 class SQLiteBus:
     """Topic ``topic``, subscription ``subscription``, dead letters to ``dead_letter_topic``
-    (kept on the subscription ``<dead_letter_topic>-sub``)."""
+    (kept on the subscription ``<dead_letter_topic>-sub``).
+
+    Each thread gets its own connection; :meth:`close` closes every one of them, so
+    call it once the threads that used the bus have ended. With ``read_only`` (see
+    :meth:`open_read_only`) only :meth:`stats` and :meth:`dead_letters` work."""
 
     def __init__(
         self,
@@ -132,6 +254,7 @@ class SQLiteBus:
         max_delivery_attempts: int = 5,
         sync: Sync = "full",
         busy_timeout: float = 60.0,
+        read_only: bool = False,
     ) -> None:
         self.path = path
         self.topic = topic
@@ -142,45 +265,121 @@ class SQLiteBus:
         self.max_delivery_attempts = max_delivery_attempts
         self.sync = sync
         self.busy_timeout = busy_timeout
+        self.read_only = read_only
         self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[tuple[threading.Thread, sqlite3.Connection]] = []
+
+    @classmethod
+    def open_read_only(
+        cls,
+        path: Path,
+        topic: str = "carts-events",
+        subscription: str = "carts-events-sub",
+        dead_letter_topic: str = "carts-events-dlq",
+        *,
+        busy_timeout: float = 60.0,
+    ) -> SQLiteBus | None:
+        """The bus in ``path`` for :meth:`stats` and :meth:`dead_letters`, or None when
+        there is no bus yet (no file, or a file a setup never finished). Creates no file
+        or folder and never writes; works in a read-only folder and beside a writer."""
+        if not path.exists():
+            return None
+        bus = cls(
+            path, topic, subscription, dead_letter_topic, busy_timeout=busy_timeout, read_only=True
+        )
+        try:
+            found = bus._check_format()
+        except (sqlite3.Error, OSError) as exc:
+            bus.close()
+            raise bus._failed("open", exc) from exc
+        except BaseException:
+            bus.close()
+            raise
+        if not found:
+            bus.close()
+            return None
+        return bus
 
     # -- connection -----------------------------------------------------------------
 
     def _con(self) -> sqlite3.Connection:
         con: sqlite3.Connection | None = getattr(self._local, "con", None)
         if con is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+            with self._lock:
+                self._reap()
+            con = self._connect()
+            with self._lock:
+                self._opened.append((threading.current_thread(), con))
+            self._local.con = con
+        return con
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            return connect_read_only(self.path, self.busy_timeout)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # check_same_thread off: only this thread uses it, but close() may run elsewhere
+        con = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
             con.execute("PRAGMA journal_mode = WAL")
             con.execute(f"PRAGMA synchronous = {self.sync.upper()}")
             # Python's SQLite is often built to zero every freed page (SECURE_DELETE):
             # each finished segment would be written over in full, through the WAL. A
             # bus has nothing to hide that the warehouse does not hold: ack 2.8x faster.
             con.execute("PRAGMA secure_delete = OFF")
-            self._local.con = con
+        except BaseException:
+            con.close()
+            raise
         return con
+
+    def _reap(self) -> None:
+        """Close the connections of threads that have ended (called under the lock)."""
+        ended = [con for thread, con in self._opened if not thread.is_alive()]
+        self._opened = [(t, con) for t, con in self._opened if t.is_alive()]
+        for con in ended:
+            con.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only:
+            raise BusError(
+                f"bus file {self.path} is open read-only: nothing is published, pulled "
+                "or acked through it"
+            )
         con = self._con()
         con.execute("BEGIN IMMEDIATE")
         try:
             yield con
+            con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            if con.in_transaction:  # SQLite ends some on its own (a full disk)
+                con.execute("ROLLBACK")
             raise
-        con.execute("COMMIT")
+
+    def _failed(self, op: str, exc: sqlite3.Error | OSError) -> BusError:
+        damaged, reason = failure(self.path, exc)
+        if damaged:
+            return BusError(
+                f"bus file {self.path} {reason}: move it away and the bus starts empty; "
+                "the messages it held are lost (move the poller state away too, and the "
+                "poller publishes again what the warehouse lacks)"
+            )
+        return BusError(f"bus file {self.path}: {op} failed: {reason}")
 
     def close(self) -> None:
-        con = getattr(self._local, "con", None)
-        if con is not None:
+        """Close every connection the bus opened, in any thread."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+            self._local = threading.local()
+        for _, con in opened:
             con.close()
-            self._local.con = None
-            self._local.__dict__.pop("subscriptions", None)
 
     # -- the interface --------------------------------------------------------------
 
-    def setup(self) -> None:
+    def _check_format(self) -> bool:
+        """Is there a bus in the file? Refuses one of another format; writes nothing."""
         con = self._con()
         old = con.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'"
@@ -196,6 +395,27 @@ class SQLiteBus:
                 f"{self.path} holds a bus of format {written}, newer than this version "
                 f"reads ({FORMAT_VERSION}). Run the version that wrote it."
             )
+        found = con.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+            "AND name IN ('subscriptions', 'segments', 'cursors')"
+        ).fetchone()
+        return bool(found[0] == 3)
+
+    @guarded("setup")
+    def setup(self) -> None:
+        """Create the tables and subscriptions if missing. A failed setup leaves no
+        connection open."""
+        if self.read_only:
+            raise BusError(f"bus file {self.path} is open read-only: setup cannot run")
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self) -> None:
+        self._check_format()
+        con = self._con()
         con.executescript(_SCHEMA)
         con.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
         with self._write() as con:
@@ -220,6 +440,7 @@ class SQLiteBus:
                 ],
             )
 
+    @guarded("publish")
     def publish(self, messages: Sequence[Message]) -> list[str]:
         if not messages:
             return []
@@ -277,6 +498,7 @@ class SQLiteBus:
             cache[topic] = [r[0] for r in rows]
         return cache[topic]
 
+    @guarded("pull")
     def pull(self, max_messages: int) -> list[Received]:
         if max_messages < 1:
             raise BusError(
@@ -473,13 +695,16 @@ class SQLiteBus:
         ).fetchone()
         return None if row is None else _Cursor.load(segment, *row)
 
+    @guarded("ack")
     def ack(self, ack_ids: Sequence[str]) -> int:
         return self._answer(ack_ids, ack=True) if ack_ids else 0
 
+    @guarded("nack")
     def nack(self, ack_ids: Sequence[str]) -> None:
         if ack_ids:
             self._answer(ack_ids, ack=False)
 
+    @guarded("dead letter")
     def dead_letter(self, received: Received, reason: str) -> None:
         segment, index, attempt = _parse_ack(received.ack_id)
         with self._write() as con:
@@ -490,11 +715,13 @@ class SQLiteBus:
             self._to_dead_letters(con, cursor, [index], orjson.loads(keys), reason)
             self._save(con, self.subscription, [cursor])
 
+    @guarded("stats")
     def stats(self) -> BusStats:
         now = time.time()
         con = self._con()
         backlog = leased = 0
         oldest: float | None = None
+        due = _ACKED  # the earliest end of a lease still running
         rows = con.execute(
             "SELECT s.size, c.unacked, c.state, s.publish_time FROM cursors AS c "
             "JOIN segments AS s ON s.id = c.segment WHERE c.subscription = ?",
@@ -504,14 +731,27 @@ class SQLiteBus:
             backlog += unacked
             oldest = publish_time if oldest is None else min(oldest, publish_time)
             if state is not None:
-                cursor = _Cursor.load(0, size, unacked, state)
-                leased += sum(1 for lease in cursor.leases if now < lease < _ACKED)
+                running = [
+                    lease
+                    for lease in _Cursor.load(0, size, unacked, state).leases
+                    if now < lease < _ACKED
+                ]
+                if running:
+                    leased += len(running)
+                    due = min(due, min(running))
         (dead,) = con.execute(
             "SELECT coalesce(sum(unacked), 0) FROM cursors WHERE subscription = ?",
             [self.dead_letter_subscription],
         ).fetchone()
-        return BusStats(backlog, leased, None if oldest is None else now - oldest, dead)
+        return BusStats(
+            backlog,
+            leased,
+            None if oldest is None else now - oldest,
+            dead,
+            None if due == _ACKED else due - now,
+        )
 
+    @guarded("reading dead letters")
     def dead_letters(self, limit: int = 100) -> list[Received]:
         """Peek at the dead-letter subscription without leasing (for status and tests)."""
         con = self._con()

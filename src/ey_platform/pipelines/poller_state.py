@@ -3,6 +3,10 @@
 A SQLite file beside the bus. The state of a cart changes only after the bus has
 confirmed the publish of its event, so a crash between the two publishes the event
 again (with the same event id) and never loses it.
+
+Every method turns SQLite's and the operating system's errors into one
+:class:`StateError` that names the file and what to do. :meth:`PollerState.open_read_only`
+opens the file for ``stream status`` without ever creating or writing it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from ey_platform.bus.sqlite import connect_read_only, failure, guarded
+from ey_platform.errors import StateError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS carts (
@@ -62,29 +69,93 @@ class PollResult:
 
 
 class PollerState:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Built by one thread, used by the poller's: one user at a time.
-        self.con = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-        self.con.execute("PRAGMA journal_mode = WAL")
-        self.con.execute("PRAGMA synchronous = FULL")
-        self.con.executescript(_SCHEMA)
+    """The state in ``path``, created if missing. With ``read_only`` (see
+    :meth:`open_read_only`) only :meth:`load` and :meth:`last_poll` work."""
 
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self.path = path
+        self.read_only = read_only
+        self.con = self._open()
+
+    @classmethod
+    def open_read_only(cls, path: Path) -> PollerState | None:
+        """The state in ``path`` for reading only, or None when there is none yet (no
+        file, or one without the tables). Creates no file or folder and never writes;
+        works in a read-only folder and beside a poller that is writing."""
+        if not path.exists():
+            return None
+        state = cls(path, read_only=True)
+        try:
+            found = state._has_tables()
+        except BaseException:
+            state.close()
+            raise
+        if not found:
+            state.close()
+            return None
+        return state
+
+    @guarded("open")
+    def _open(self) -> sqlite3.Connection:
+        if self.read_only:
+            return connect_read_only(self.path, timeout=60)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Built by one thread, used by the poller's: one user at a time.
+        con = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        try:
+            con.execute("PRAGMA journal_mode = WAL")
+            con.execute("PRAGMA synchronous = FULL")
+            con.executescript(_SCHEMA)
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _failed(self, op: str, exc: sqlite3.Error | OSError) -> StateError:
+        damaged, reason = failure(self.path, exc)
+        if damaged:
+            return StateError(
+                f"poller state {self.path} {reason}: move it away and the next poll "
+                "rebuilds it from the warehouse (only the poll history is lost)"
+            )
+        return StateError(f"poller state {self.path}: {op} failed: {reason}")
+
+    def _writable(self, op: str) -> None:
+        if self.read_only:
+            raise StateError(f"poller state {self.path} is open read-only: {op} cannot run")
+
+    @guarded("open")
+    def _has_tables(self) -> bool:
+        (found,) = self.con.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('carts', 'polls')"
+        ).fetchone()
+        return bool(found == 2)
+
+    @guarded("load")
     def load(self) -> dict[int, Known]:
         rows = self.con.execute("SELECT cart_id, content_hash, version FROM carts")
         return {cid: Known(h, v) for cid, h, v in rows}
 
+    @guarded("save")
     def save(self, changes: Iterable[CartState]) -> None:
         """Record (cart id, content hash or None if deleted, version), durably."""
+        self._writable("save")
         self.con.execute("BEGIN IMMEDIATE")
-        self.con.executemany(
-            "INSERT INTO carts VALUES (?, ?, ?) ON CONFLICT (cart_id) DO UPDATE "
-            "SET content_hash = excluded.content_hash, version = excluded.version",
-            changes,
-        )
-        self.con.execute("COMMIT")
+        try:
+            self.con.executemany(
+                "INSERT INTO carts VALUES (?, ?, ?) ON CONFLICT (cart_id) DO UPDATE "
+                "SET content_hash = excluded.content_hash, version = excluded.version",
+                changes,
+            )
+            self.con.execute("COMMIT")
+        except BaseException:
+            if self.con.in_transaction:  # SQLite ends some on its own (a full disk)
+                self.con.execute("ROLLBACK")
+            raise
 
+    @guarded("record poll")
     def record_poll(self, poll: PollResult) -> None:
+        self._writable("record poll")
         self.con.execute(
             "INSERT OR REPLACE INTO polls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -101,6 +172,7 @@ class PollerState:
             ],
         )
 
+    @guarded("last poll")
     def last_poll(self) -> PollResult | None:
         cursor = self.con.execute("SELECT * FROM polls ORDER BY started_at DESC LIMIT 1")
         row = cursor.fetchone()

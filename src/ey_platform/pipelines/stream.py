@@ -22,7 +22,7 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,7 +32,7 @@ import orjson
 from pydantic import ValidationError
 
 from ey_platform.bus.base import Bus, Message, Received
-from ey_platform.errors import PlatformError, WarehouseError
+from ey_platform.errors import PlatformError, SuspiciousAnswer, WarehouseError
 from ey_platform.lake.base import Lake, put_bytes, quarantine_key
 from ey_platform.models import EVENT_SCHEMA_VERSION, EVENT_TYPES, event_adapter
 from ey_platform.pipelines.extract import ExtractCounts, extract
@@ -97,6 +97,13 @@ class CartPoller:
     which is such a check) it deletes the carts the warehouse holds alive that neither
     the API nor its state knows: carts created in events that were still on the bus
     when a state was lost (or between a publish and a crash), and deleted since.
+
+    A complete fetch that would delete more than ``max_delete_fraction`` of the carts
+    alive in its memory is not believed (an API answering an empty or cut list would
+    wipe the latest state downstream): the poll fails with :class:`SuspiciousAnswer` and
+    publishes nothing, unless it is called with ``allow_mass_delete``. So that nothing
+    is published before that is known, a poll that knows live carts publishes once its
+    fetch is complete; a poll that knows none (the first) publishes as it fetches.
     """
 
     def __init__(
@@ -108,20 +115,22 @@ class CartPoller:
         clock: Clock = _utc_now,
         landed: Callable[[bool], list[CartState]] | None = None,
         reconcile_every: float = 3600.0,
+        max_delete_fraction: float = 0.5,
     ) -> None:
         self.client, self.bus, self.state, self.lake, self.clock = client, bus, state, lake, clock
         self.landed = landed
         self.reconcile_every = reconcile_every
+        self.max_delete_fraction = max_delete_fraction
         self._reconcile_at = time.monotonic()
 
-    def poll_once(self) -> PollResult:
+    def poll_once(self, *, allow_mass_delete: bool = False) -> PollResult:
         started = time.perf_counter()
         extracted_at = self.clock()
         poll_id = f"{extracted_at:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"
         result = PollResult(poll_id, extracted_at.timestamp())
         self.state.record_poll(result)
         try:
-            self._poll(result, extracted_at)
+            self._poll(result, extracted_at, allow_mass_delete)
         except BaseException as exc:
             result.status, result.error = "failed", str(exc) or type(exc).__name__
             result.finished_at = time.time()
@@ -158,15 +167,22 @@ class CartPoller:
             log.warning("stream.state_recovered", extra={"carts": len(landed)})
         return {cart_id: Known(digest, version) for cart_id, digest, version in landed}
 
-    def _poll(self, result: PollResult, extracted_at: datetime) -> None:
+    def _poll(self, result: PollResult, extracted_at: datetime, allow_mass_delete: bool) -> None:
         known = self._known()
+        alive = sum(1 for k in known.values() if k.content_hash is not None)
+        held: list[_Event] | None = [] if alive else None  # published once trusted
         seen: set[int] = set()
         counts = ExtractCounts("carts")
         rejects: list[Rejected] = []
         for batch in extract(self.client, "carts", counts):
             rejects += batch.rejected
             seen.update(cart["id"] for cart in batch.valid)
-            self._publish(self._changes(batch.valid, known, result), extracted_at)
+            seen.update(_cart_ids(batch.rejected))  # quarantined is not gone: no deletion
+            changes = self._changes(batch.valid, known, result)
+            if held is None:
+                self._publish(changes, extracted_at)
+            else:
+                held += changes
         result.fetched, result.quarantined = counts.extracted, counts.rejected
         if rejects:
             self._quarantine(rejects, extracted_at, result.poll_id)
@@ -176,10 +192,26 @@ class CartPoller:
             for cid, k in known.items()
             if k.content_hash is not None and cid not in seen
         ]
-        gone += self._strays(seen, known)
+        strays = self._strays(seen, known)
+        if not allow_mass_delete:
+            self._check_deletions(result, len(gone) + len(strays), alive + len(strays))
+        gone += strays
         result.deleted = len(gone)
         deletions = [_Event(cid, version + 1, "cart_deleted", None, None) for cid, version in gone]
-        self._publish(deletions, extracted_at)
+        self._publish([*(held or ()), *deletions], extracted_at)
+
+    def _check_deletions(self, result: PollResult, deleting: int, alive: int) -> None:
+        """Refuse a poll that deletes more than ``max_delete_fraction`` of the live carts."""
+        if not alive or deleting <= self.max_delete_fraction * alive:
+            return
+        self._reconcile_at = time.monotonic()  # the stray check ran for nothing: redo it
+        raise SuspiciousAnswer(
+            f"poll {result.poll_id}: the API answered {result.fetched:,} carts, which would "
+            f"delete {deleting:,} of the {alive:,} live carts ({deleting / alive:.0%}, more "
+            f"than EYP_STREAM__MAX_DELETE_FRACTION={self.max_delete_fraction:g}); nothing "
+            "was published and the next poll tries again. If they really are gone: "
+            "ey-platform stream poll --once --allow-mass-delete"
+        )
 
     def _strays(self, seen: set[int], known: dict[int, Known]) -> list[tuple[int, int]]:
         """Carts the warehouse holds alive that neither the API nor the state knows, with
@@ -232,6 +264,14 @@ class CartPoller:
     def _quarantine(self, rejects: list[Rejected], when: datetime, poll_id: str) -> None:
         key = quarantine_key("carts", when.date(), poll_id)
         put_bytes(self.lake, key, reject_lines(rejects), len(rejects))
+
+
+def _cart_ids(rejected: list[Rejected]) -> Iterator[int]:
+    """The ids of rejected carts, where they have one that can be read."""
+    for reject in rejected:
+        record = reject.record
+        if isinstance(record, dict) and type(record.get("id")) is int:
+            yield record["id"]
 
 
 class _Event(NamedTuple):
@@ -357,16 +397,21 @@ class CartConsumer:
         self.stopping = True
 
     def run(self, *, drain: bool = False, idle_sleep: float = 0.1) -> ConsumeResult:
-        """Consume until :meth:`stop`, or with ``drain`` until the subscription is empty."""
+        """Consume until :meth:`stop`, or with ``drain`` until the subscription is empty:
+        messages leased to another consumer (alive, or dead and due again at the end of
+        their lease) are waited for, since they are not done yet."""
         result = ConsumeResult()
         started = time.perf_counter()
+        waiting_for = 0
         with _WriteBehind(self.bus, self.sink, result) as writes:
             while not self.stopping:
                 if not self._take(writes, result):
                     writes.settle()
                     self.sink.release()
                     if drain:
-                        break
+                        waiting_for = self._leased_elsewhere(waiting_for)
+                        if not waiting_for:
+                            break
                     time.sleep(idle_sleep)
         self.sink.release()
         result.seconds = time.perf_counter() - started
@@ -381,6 +426,23 @@ class CartConsumer:
             },
         )
         return result
+
+    def _leased_elsewhere(self, announced: int) -> int:
+        """How many messages are leased to someone else (0 if the bus cannot tell);
+        logged when that number changes."""
+        stats = self.bus.stats()
+        leased = stats.leased or 0
+        if leased and leased != announced:
+            due = stats.next_lease_due_seconds
+            log.warning(
+                "stream.drain_waiting",
+                extra={
+                    "leased": leased,
+                    "due_again_in": "?" if due is None else f"{due:.1f}s",
+                    "hint": "leased to another consumer, or to one that died",
+                },
+            )
+        return leased
 
     def consume_batch(self, result: ConsumeResult) -> bool:
         """One pull, land, ack, without a pipeline. False when there was nothing to pull."""
@@ -492,14 +554,21 @@ class Stopper:
             consumer.stop()
 
 
-def poll_every(poller: CartPoller, interval: float, stopper: Stopper, *, once: bool = False) -> int:
+def poll_every(
+    poller: CartPoller,
+    interval: float,
+    stopper: Stopper,
+    *,
+    once: bool = False,
+    allow_mass_delete: bool = False,
+) -> int:
     """Poll now and then every ``interval`` seconds until stopped; returns polls done.
     A failed poll is logged and retried at the next tick (the state is untouched)."""
     polls = 0
     while not stopper.event.is_set():
         started = time.monotonic()
         try:
-            poller.poll_once()
+            poller.poll_once(allow_mass_delete=allow_mass_delete)
             polls += 1
         except PlatformError as exc:
             if once:
@@ -531,23 +600,32 @@ def _count(value: int | None) -> str:
     return "n/a (see Cloud Monitoring)" if value is None else f"{value:,}"
 
 
-def stream_status(bus: Bus, state: PollerState, warehouse: Warehouse) -> dict[str, str]:
-    """What an operator wants to see at a glance."""
-    stats = bus.stats()
-    last = state.last_poll()
-    (recent,) = warehouse.query(
-        f"SELECT count(*) FROM {warehouse.raw}.carts_events WHERE _loaded_at > ?",
-        [datetime.now(UTC) - timedelta(minutes=5)],
-    )[0]
-    oldest = stats.oldest_unacked_seconds
-    facts = {
-        "backlog (unacked)": _count(stats.backlog),
-        "leased now": _count(stats.leased),
-        "oldest unacked": "-" if oldest is None else f"{oldest:,.1f}s",
-        "dead letters": _count(stats.dead_letters),
-        "throughput, last 5 min": f"{recent / 300:,.1f} events/s",
-    }
-    if last is not None:
+def stream_status(
+    bus: Bus | None, state: PollerState | None, warehouse: Warehouse
+) -> dict[str, str]:
+    """What an operator wants to see at a glance; ``None`` for a bus or a poller state
+    that does not exist yet. Only reads."""
+    facts: dict[str, str] = {}
+    if bus is None:
+        facts["bus"] = "none yet (nothing published)"
+    else:
+        stats = bus.stats()
+        oldest = stats.oldest_unacked_seconds
+        facts |= {
+            "backlog (unacked)": _count(stats.backlog),
+            "leased now": _count(stats.leased),
+            "oldest unacked": "-" if oldest is None else f"{oldest:,.1f}s",
+            "dead letters": _count(stats.dead_letters),
+        }
+    try:
+        recent = warehouse.events_loaded_since(datetime.now(UTC) - timedelta(minutes=5))
+        facts["throughput, last 5 min"] = f"{recent / 300:,.1f} events/s"
+    except WarehouseError as exc:
+        facts["throughput, last 5 min"] = f"n/a ({exc})"
+    last = state.last_poll() if state is not None else None
+    if last is None:
+        facts["last poll"] = "none yet"
+    else:
         when = datetime.fromtimestamp(last.started_at, UTC)
         facts["last poll"] = (
             f"{when:%Y-%m-%d %H:%M:%S}Z {last.status}: {last.fetched:,} carts, "

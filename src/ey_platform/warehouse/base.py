@@ -124,6 +124,9 @@ class Warehouse(Protocol):
     def running_runs(self, job: str) -> list[RunRecord]:
         """The runs of ``job`` whose status in ``_pipeline_runs`` is still ``running``."""
 
+    def events_loaded_since(self, since: datetime) -> int:
+        """How many cart events were landed after ``since``."""
+
     def event_sink(self) -> EventSink:
         """The sink of ``bq_raw.carts_events``."""
 

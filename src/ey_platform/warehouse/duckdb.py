@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -164,16 +164,23 @@ class DuckDBWarehouse:
         raw: str = "bq_raw",
         analytics: str = "bq_analytics",
         lock_timeout: float = 60.0,
+        *,
+        read_only: bool = False,
     ) -> None:
         self.path = path
         self.raw = raw
         self.analytics = analytics
         self.lock_timeout = lock_timeout
+        self.read_only = read_only
+        """Only reads: no file or folder is created, every connection is read-only."""
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short-lived connection, waiting with backoff while another process
         holds the file. DuckDB's errors in the block become :class:`WarehouseError`."""
+        read_only = read_only or self.read_only
+        if read_only and not self.path.exists():
+            raise WarehouseError(f"no warehouse at {self.path} yet")
         if not read_only:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -239,6 +246,12 @@ class DuckDBWarehouse:
             )
             names = [d[0] for d in cursor.description or ()]
             return [RunRecord.from_row(dict(zip(names, r, strict=True))) for r in cursor.fetchall()]
+
+    def events_loaded_since(self, since: datetime) -> int:
+        rows = self.query(
+            f"SELECT count(*) FROM {self.raw}.carts_events WHERE _loaded_at > ?", [since]
+        )
+        return int(rows[0][0])
 
     def record_run(self, run: RunRecord) -> None:
         row = run.row()
