@@ -44,12 +44,12 @@ def holder() -> str:
 
 def holder_alive(holder: str | None, started_at: datetime, stale_after: timedelta) -> bool:
     """Whether the process ``holder`` (see :func:`holder`) may still be running a job it
-    started at ``started_at``. On this host its pid tells; elsewhere only time does: a job
-    older than ``stale_after`` is dead."""
+    started at ``started_at``. A job older than ``stale_after`` is dead (a pid may have been
+    reused since); a younger one is, on this host, if its pid is gone."""
+    if datetime.now(UTC) - started_at >= stale_after:
+        return False
     host, _, pid = (holder or "").rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        return pid_alive(int(pid))
-    return datetime.now(UTC) - started_at < stale_after
+    return host != socket.gethostname() or not pid.isdigit() or pid_alive(int(pid))
 
 
 def pid_alive(pid: int) -> bool:
