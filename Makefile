@@ -2,8 +2,9 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
+# Another Python in its own virtualenv: make test PYTHON=python3.13 VENV=.venv-3.13
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # checkov has its own virtualenv: its many pins must not constrain the product.
@@ -23,7 +24,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(CHECKOV_STAMP):
-	$(PYTHON) -m venv $(CHECKOV)
+	python3 -m venv $(CHECKOV)
 	$(CHECKOV)/bin/pip install --quiet "checkov==$(CHECKOV_VERSION)"
 	touch $(CHECKOV_STAMP)
 
@@ -54,6 +55,7 @@ bench: setup ## Run the benchmarks and rewrite bench/RESULTS.md.
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python -m bench
 
-clean: ## Remove the virtualenv, caches and local data.
+clean: ## Remove the virtualenvs, caches and local data.
 	-scripts/emulators.sh stop
-	rm -rf $(VENV) .emulators .tools data .pytest_cache .mypy_cache .ruff_cache dbt/target dbt/logs
+	rm -rf $(sort .venv .venv-3.13 $(VENV)) .emulators .tools data build dist \
+		.pytest_cache .mypy_cache .ruff_cache src/ey_platform/dbt/target src/ey_platform/dbt/logs

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -65,6 +69,16 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
         yield Platform(
             load_settings(api_url=url, data_dir=tmp_path / "data"), app.state.fakestore.catalog
         )
+
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ey_platform", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, **env},
+    )
 
 
 def _products(catalog: Catalog) -> dict[int, dict[str, Any]]:
@@ -205,12 +219,8 @@ def _break_and_build(cfg: Settings) -> None:
 
 def test_docs_generate_a_static_site_with_lineage(platform: Platform) -> None:
     platform.everything()
-    from typer.testing import CliRunner
-
-    from ey_platform.cli import app
-
-    result = CliRunner().invoke(app, ["docs", "--data-dir", str(platform.cfg.data_dir)])
-    assert result.exit_code == 0, result.output
+    result = _cli("docs", "--data-dir", str(platform.cfg.data_dir))
+    assert result.returncode == 0, result.stderr
     site = platform.cfg.data_dir.resolve() / "dbt" / "target" / "static_index.html"
     assert site.stat().st_size > 100_000
     text = site.read_text()
@@ -259,8 +269,8 @@ def test_dataset_settings_move_every_layer(tmp_path: Path) -> None:
 
 def test_duckdb_holds_one_row_per_event_id_by_itself(tmp_path: Path) -> None:
     """stg_cart_events skips its deduplication window on DuckDB (one_row_per_event in
-    dbt/macros/warehouse.sql) because the raw table's key makes a duplicate impossible.
-    If that key goes, this fails, and the window must come back."""
+    src/ey_platform/dbt/macros/warehouse.sql) because the raw table's key makes a
+    duplicate impossible. If that key goes, this fails, and the window must come back."""
     import duckdb
 
     from ey_platform.warehouse.duckdb import DuckDBWarehouse
@@ -275,3 +285,119 @@ def test_duckdb_holds_one_row_per_event_id_by_itself(tmp_path: Path) -> None:
         con.execute(f"INSERT INTO bq_raw.carts_events VALUES {row}")
         with pytest.raises(duckdb.ConstraintException, match="event_id"):
             con.execute(f"INSERT INTO bq_raw.carts_events VALUES {row}")
+
+
+@pytest.mark.parametrize("quiet", [False, True], ids=["progress", "quiet"])
+def test_a_dbt_exception_is_one_error_line_and_no_traceback(tmp_path: Path, quiet: bool) -> None:
+    warehouse = tmp_path / "warehouse.duckdb"
+    warehouse.write_bytes(b"not a DuckDB database\n" * 1000)
+    result = _cli(
+        "transform",
+        *(["--quiet"] if quiet else []),
+        "--data-dir",
+        str(tmp_path / "data"),
+        EYP_WAREHOUSE__DUCKDB_PATH=str(warehouse),
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "Encountered an error" not in result.stdout
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: dbt build failed: IOException: ")
+    assert f'"{warehouse}" exists, but it is not a valid DuckDB database file' in line
+    assert ("Running with dbt=" in result.stdout) is not quiet
+
+
+def _zero_a_header_block(path: Path) -> None:
+    """A real warehouse file, damaged: DuckDB's error names the block it cannot trust."""
+    make_warehouse(load_settings(warehouse={"duckdb_path": path})).setup()
+    with path.open("r+b") as f:
+        f.seek(4096)
+        f.write(bytes(4096))
+
+
+class _Busy(logging.Handler):
+    """Counts the transform's busy retries; at the first, lets ``holder`` go."""
+
+    def __init__(self, holder: subprocess.Popen[str] | None = None) -> None:
+        super().__init__()
+        self.holder, self.retries = holder, 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() != "transform.busy":
+            return
+        self.retries += 1
+        if self.holder is not None and self.holder.poll() is None:
+            self.holder.communicate(timeout=30)  # closes its stdin: free before the retry
+
+
+@pytest.fixture
+def busy() -> Iterator[_Busy]:
+    handler = _Busy()
+    logger = logging.getLogger("ey_platform.transform")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+
+
+def test_a_damaged_warehouse_fails_at_once(tmp_path: Path, busy: _Busy) -> None:
+    cfg = load_settings(data_dir=tmp_path / "data", warehouse={"lock_timeout": 10})
+    _zero_a_header_block(cfg.duckdb_path)
+    with pytest.raises(TransformError, match=r"Corrupt database file: .* in block at location"):
+        run_dbt(cfg, "run", "--select", "stg_users", quiet=True)
+    assert busy.retries == 0
+
+
+# Holds the file until its stdin closes.
+HOLD = (
+    "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+    "sys.stdin.read()"
+)
+
+
+def test_a_warehouse_another_process_holds_is_waited_for(
+    tmp_path: Path, busy: _Busy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = load_settings(data_dir=tmp_path / "data", warehouse={"lock_timeout": 60})
+    make_warehouse(cfg).setup()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(cfg.duckdb_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    busy.holder = holder
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        outcome = run_dbt(cfg, "run", "--select", "stg_users", quiet=True)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.communicate()
+    assert busy.retries == 1 and holder.returncode == 0  # released, not killed
+    assert outcome.passed == 1 and outcome.failures == []
+    assert "Traceback" not in capsys.readouterr().out  # dbt's report of the lock conflict
+
+
+def test_another_process_opens_the_warehouse_once_a_transform_is_done(tmp_path: Path) -> None:
+    """As after each transform of `ey-platform up`, which goes on running."""
+    cfg = load_settings(data_dir=tmp_path / "data")
+    make_warehouse(cfg).setup()
+    run_dbt(cfg, "run", "--select", "stg_users", quiet=True)
+    probe = "import duckdb, sys; duckdb.connect(sys.argv[1]).close()"
+    opened = subprocess.run(
+        [sys.executable, "-c", probe, str(cfg.duckdb_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert opened.returncode == 0, opened.stderr
+
+
+def test_docs_log_no_node_count(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    make_warehouse(load_settings(data_dir=data)).setup()
+    result = _cli("docs", "--data-dir", str(data))
+    assert result.returncode == 0, result.stderr
+    [done] = [line for line in result.stderr.splitlines() if " transform.done " in line]
+    assert "command=docs" in done and "seconds=" in done
+    assert "passed=" not in done

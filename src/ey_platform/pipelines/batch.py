@@ -429,7 +429,9 @@ class BatchPipeline:
         keys = manifest_keys(self.lake, entity, day)
         if not keys:
             raise LakeError(f"no committed {entity} run in the lake for {day}: nothing to reload")
-        manifest = _committed(self.lake, keys[-1])
+        # The run extracted last (run ids sort by the second only).
+        committed = [_committed(self.lake, key) for key in keys]
+        manifest = max(committed, key=lambda m: (m["extracted_at"], m["run_id"]))
         self._verify(manifest)
         meta = LoadMeta(entity, day, manifest["run_id"], manifest["extracted_at"])
         result = BatchResult(
