@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ey_platform.bus.sqlite import connect_read_only, failure, guarded
 from ey_platform.errors import StateError
+from ey_platform.sqlite_files import connect_read_only, failure, guarded
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS carts (
