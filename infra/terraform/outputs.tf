@@ -1,15 +1,25 @@
-# What the application's settings need (see README, Deployment).
+# What the application's settings and the deploy workflow need (see README, Deployment).
 output "settings" {
   description = "EYP_* settings for a manual run against this environment."
   value       = local.settings
 }
 
 output "service_accounts" {
-  description = "The identity of each job."
-  value       = { for name, account in google_service_account.job : name => account.email }
+  description = "The identity of each workload."
+  value       = local.email
 }
 
 output "jobs" {
-  description = "Cloud Run jobs, to run by hand: gcloud run jobs execute NAME --region REGION."
+  description = "Cloud Run jobs, to run by hand: gcloud run jobs execute NAME --region REGION --wait."
   value       = { for name, job in google_cloud_run_v2_job.job : name => job.name }
+}
+
+output "worker_pools" {
+  description = "Cloud Run worker pools of the poller and the consumer."
+  value       = { for name, pool in google_cloud_run_v2_worker_pool.worker : name => pool.name }
+}
+
+output "image" {
+  description = "The image digest every job and worker pool runs: the one to roll back to."
+  value       = var.image
 }

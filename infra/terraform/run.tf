@@ -1,7 +1,8 @@
-# The CLI image (Dockerfile at the repository root) as Cloud Run jobs, one per identity.
-# The poller and the consumer are long-running: each job runs one task for up to 24 h
-# and Cloud Scheduler starts it again every day (a poller's task starts with no state
-# of its own: it starts from what bq_raw.carts_events holds of each cart).
+# The CLI image (Dockerfile at the repository root) on Cloud Run, one identity each.
+# The batch and the transform run to completion: Cloud Run jobs, started by Cloud
+# Scheduler. The poller and the consumer are loops that run until SIGTERM: Cloud Run
+# worker pools, which keep the set number of instances running (an instance that
+# exits is replaced) and have no schedule, no timeout and no request path.
 locals {
   run_jobs = {
     batch = {
@@ -16,33 +17,38 @@ locals {
       cpu     = "1"
       memory  = "1Gi"
     }
+  }
+  workers = {
+    # One instance, always: the poller holds the poller memory, rebuilt from
+    # bq_raw.carts_events when an instance starts. A second poller would publish the
+    # same events again, which the sink skips, for nothing.
     poller = {
-      args    = ["stream", "poll"]
-      timeout = "86400s"
-      cpu     = "1"
-      memory  = "1Gi"
+      args      = ["stream", "poll"]
+      instances = 1
+      cpu       = "1"
+      memory    = "1Gi"
     }
+    # Consumers may run side by side: Pub/Sub orders each cart's events and the sink
+    # deduplicates by event id.
     consumer = {
-      args    = ["stream", "consume"]
-      timeout = "86400s"
-      cpu     = "1"
-      memory  = "1Gi"
+      args      = ["stream", "consume"]
+      instances = var.consumer_instances
+      cpu       = "1"
+      memory    = "1Gi"
     }
   }
   schedules = {
     batch     = var.batch_schedule
     transform = var.transform_schedule
-    poller    = var.stream_restart_schedule
-    consumer  = var.stream_restart_schedule
   }
   # What the application needs to find this environment (also an output, for a run by
-  # hand), and what the jobs add to it.
+  # hand), and what the workloads add to it.
   settings = {
     EYP_PROFILE                      = "gcp"
     EYP_GCP__PROJECT                 = var.project
-    EYP_LAKE__BUCKET                 = google_storage_bucket.raw.name
-    EYP_WAREHOUSE__RAW_DATASET       = google_bigquery_dataset.raw.dataset_id
-    EYP_WAREHOUSE__ANALYTICS_DATASET = google_bigquery_dataset.analytics.dataset_id
+    EYP_LAKE__BUCKET                 = var.bucket
+    EYP_WAREHOUSE__RAW_DATASET       = var.raw_dataset
+    EYP_WAREHOUSE__ANALYTICS_DATASET = var.analytics_dataset
     EYP_WAREHOUSE__BIGQUERY_LOCATION = var.bigquery_location
     EYP_BUS__TOPIC                   = google_pubsub_topic.events.name
     EYP_BUS__SUBSCRIPTION            = google_pubsub_subscription.events.name
@@ -56,9 +62,11 @@ locals {
   })
 }
 
+# A release is a new image digest: an execution already running finishes on the image
+# it started with; the next one runs the new image.
 resource "google_cloud_run_v2_job" "job" {
   for_each            = local.run_jobs
-  name                = "ey-${each.key}-${var.environment}"
+  name                = "ey-${each.key}"
   location            = var.region
   deletion_protection = false
   labels              = local.labels
@@ -67,7 +75,7 @@ resource "google_cloud_run_v2_job" "job" {
     task_count  = 1
     parallelism = 1
     template {
-      service_account = google_service_account.job[each.key].email
+      service_account = local.email[each.key]
       timeout         = each.value.timeout
       max_retries     = 1
       containers {
@@ -91,9 +99,47 @@ resource "google_cloud_run_v2_job" "job" {
   }
 }
 
+# A release replaces each instance with one of the new revision. The old one gets
+# SIGTERM and ten seconds to finish the batch or poll in hand; what a consumer had not
+# acknowledged is delivered again (the sink skips what had landed), and a poll cut
+# short is published again by the next poller, which starts from the warehouse.
+resource "google_cloud_run_v2_worker_pool" "worker" {
+  for_each            = local.workers
+  name                = "ey-${each.key}"
+  location            = var.region
+  deletion_protection = false
+  labels              = local.labels
+
+  scaling {
+    scaling_mode          = "MANUAL"
+    manual_instance_count = each.value.instances
+  }
+
+  template {
+    service_account = local.email[each.key]
+    containers {
+      image = var.image
+      args  = each.value.args
+      resources {
+        limits = {
+          cpu    = each.value.cpu
+          memory = each.value.memory
+        }
+      }
+      dynamic "env" {
+        for_each = local.app_env
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+    }
+  }
+}
+
 resource "google_cloud_scheduler_job" "job" {
   for_each  = local.schedules
-  name      = "ey-${each.key}-${var.environment}"
+  name      = "ey-${each.key}"
   region    = var.region
   schedule  = each.value
   time_zone = "Etc/UTC"
@@ -106,7 +152,7 @@ resource "google_cloud_scheduler_job" "job" {
     http_method = "POST"
     uri         = "https://run.googleapis.com/v2/projects/${var.project}/locations/${var.region}/jobs/${google_cloud_run_v2_job.job[each.key].name}:run"
     oauth_token {
-      service_account_email = google_service_account.job["scheduler"].email
+      service_account_email = local.email.scheduler
     }
   }
 }

@@ -1,19 +1,26 @@
+# Set per environment in envs/ENV.tfvars, except image, which the deploy workflow (or a
+# rollback) passes. The values shared with bootstrap/ (project, region,
+# bigquery_location, bucket) must be the same in both.
 variable "project" {
-  description = "Google Cloud project id."
+  description = "Google Cloud project of this environment (one project per environment)."
   type        = string
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project))
+    error_message = "project must be a Google Cloud project id: set it in envs/ENV.tfvars."
+  }
 }
 
 variable "environment" {
-  description = "dev or prod: a label on every resource and a suffix of the job names."
+  description = "dev, staging or prod: a label on every resource."
   type        = string
   validation {
-    condition     = contains(["dev", "prod"], var.environment)
-    error_message = "environment must be dev or prod."
+    condition     = contains(["dev", "staging", "prod"], var.environment)
+    error_message = "environment must be dev, staging or prod."
   }
 }
 
 variable "region" {
-  description = "Region of Cloud Run, Cloud Scheduler and the bucket."
+  description = "Region of Cloud Run and Cloud Scheduler."
   type        = string
   default     = "europe-west1"
 }
@@ -25,19 +32,22 @@ variable "bigquery_location" {
 }
 
 variable "bucket" {
-  description = "Raw lake bucket (EYP_LAKE__BUCKET). Bucket names are global: prefix it per project."
+  description = "Raw lake bucket (EYP_LAKE__BUCKET), created by bootstrap/. Bucket names are global: each environment sets its own."
   type        = string
-  default     = "ey-data-platform-raw-data"
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9_-]{1,49}[a-z0-9]$", var.bucket))
+    error_message = "bucket must be a bucket name of at most 51 characters: set it in envs/ENV.tfvars."
+  }
 }
 
 variable "raw_dataset" {
-  description = "Dataset of the raw tables (EYP_WAREHOUSE__RAW_DATASET)."
+  description = "Dataset of the raw tables (EYP_WAREHOUSE__RAW_DATASET), created by bootstrap/."
   type        = string
   default     = "bq_raw"
 }
 
 variable "analytics_dataset" {
-  description = "Dataset of the marts (EYP_WAREHOUSE__ANALYTICS_DATASET)."
+  description = "Dataset of the marts (EYP_WAREHOUSE__ANALYTICS_DATASET), created by bootstrap/."
   type        = string
   default     = "bq_analytics"
 }
@@ -72,21 +82,15 @@ variable "max_delivery_attempts" {
   default     = 5
 }
 
-variable "coldline_after_days" {
-  description = "Age in days after which raw objects move to Coldline storage."
-  type        = number
-  default     = 90
-}
-
-variable "noncurrent_versions_kept_days" {
-  description = "Days a replaced or deleted object version is kept (versioning is on)."
-  type        = number
-  default     = 365
-}
-
 variable "image" {
-  description = "Container image of the CLI (built from the Dockerfile), e.g. REGION-docker.pkg.dev/PROJECT/ey/ey-platform:TAG."
+  description = "The CLI image by digest, as pushed by the deploy workflow: REGION-docker.pkg.dev/PROJECT/ey/ey-platform@sha256:DIGEST."
   type        = string
+  validation {
+    # A digest names one image for good; a tag can move between plan and apply, and
+    # between environments.
+    condition     = can(regex("^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+@sha256:[0-9a-f]{64}$", var.image))
+    error_message = "image must be a reference by digest, REGISTRY/PATH@sha256:<64 hex digits>, not a tag."
+  }
 }
 
 variable "api_url" {
@@ -107,8 +111,12 @@ variable "transform_schedule" {
   default     = "30 2,8,14,20 * * *"
 }
 
-variable "stream_restart_schedule" {
-  description = "Cron (UTC) that starts the poller and consumer jobs; each runs until its task timeout (24 h)."
-  type        = string
-  default     = "0 0 * * *"
+variable "consumer_instances" {
+  description = "Instances of the consumer worker pool; 0 pauses it (messages wait in the subscription, up to its retention)."
+  type        = number
+  default     = 1
+  validation {
+    condition     = var.consumer_instances >= 0 && var.consumer_instances <= 10 && floor(var.consumer_instances) == var.consumer_instances
+    error_message = "consumer_instances must be a whole number from 0 to 10."
+  }
 }

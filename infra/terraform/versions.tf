@@ -2,10 +2,14 @@ terraform {
   required_version = ">= 1.5"
   required_providers {
     google = {
+      # 7.x: google_cloud_run_v2_worker_pool and its manual scaling (run.tf).
       source  = "hashicorp/google"
-      version = ">= 6.0, < 8.0"
+      version = ">= 7.0, < 8.0"
     }
   }
+  # Partial configuration: bucket and prefix come from envs/ENV.backend.hcl
+  # (terraform init -backend-config=envs/prod.backend.hcl).
+  backend "gcs" {}
 }
 
 provider "google" {

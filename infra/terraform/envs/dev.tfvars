@@ -1,7 +1,10 @@
-# terraform apply -var-file=envs/dev.tfvars -var project=YOUR_PROJECT -var image=IMAGE
-environment         = "dev"
-region              = "europe-west1"
-bigquery_location   = "EU"
-bucket              = "REPLACE-ME-dev-ey-data-platform-raw-data"
-coldline_after_days = 30
-transform_schedule  = "30 2 * * *"
+# terraform init -backend-config=envs/dev.backend.hcl
+# terraform apply -var-file=envs/dev.tfvars -var image=REGISTRY/ey-platform@sha256:DIGEST
+# Replace every REPLACE-ME first; project, region, bigquery_location and bucket must
+# match bootstrap/envs/dev.tfvars.
+project            = "REPLACE-ME-ey-dev"
+environment        = "dev"
+region             = "europe-west1"
+bigquery_location  = "EU"
+bucket             = "REPLACE-ME-ey-dev-raw-data"
+transform_schedule = "30 2 * * *"

@@ -1,6 +1,6 @@
 # The raw lake. Objects are written once by the pipelines (if_generation_match=0) and
 # never deleted by them: their identities hold objectCreator and objectViewer, which
-# include no delete and no overwrite.
+# include no delete and no overwrite (iam.tf). The CI deployer holds no role here.
 resource "google_storage_bucket" "raw" {
   name                        = var.bucket
   location                    = var.region
@@ -36,6 +36,8 @@ resource "google_storage_bucket" "raw" {
   logging {
     log_bucket = google_storage_bucket.access_logs.name
   }
+
+  depends_on = [google_project_service.enabled]
 }
 
 # Access logs of the raw bucket: who read or wrote what.
@@ -60,4 +62,6 @@ resource "google_storage_bucket" "access_logs" {
       type = "Delete"
     }
   }
+
+  depends_on = [google_project_service.enabled]
 }

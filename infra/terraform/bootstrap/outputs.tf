@@ -1,0 +1,20 @@
+# What the GitHub Environment of this environment needs (see README, Deployment).
+output "workload_identity_provider" {
+  description = "GCP_WORKLOAD_IDENTITY_PROVIDER: the provider google-github-actions/auth exchanges tokens with."
+  value       = google_iam_workload_identity_pool_provider.github.name
+}
+
+output "deployer" {
+  description = "GCP_DEPLOYER: the service account the deploy workflow acts as."
+  value       = google_service_account.deployer.email
+}
+
+output "registry" {
+  description = "Where the deploy workflow pushes this environment's image (REGISTRY/ey-platform@DIGEST)."
+  value       = "${google_artifact_registry_repository.ey.location}-docker.pkg.dev/${var.project}/${google_artifact_registry_repository.ey.repository_id}"
+}
+
+output "service_accounts" {
+  description = "The identity of each workload."
+  value       = { for name, account in google_service_account.job : name => account.email }
+}
