@@ -37,6 +37,7 @@ OTHER_VARIABLES = frozenset(
         "EYP_DBT_TARGET",  # set by transform.py for dbt's profiles.yml
         "EYP_DUCKDB_PATH",  # idem
         "EYP_REQUIRE_EMULATORS",  # scripts/emulators.sh, .ci/run and the contract tests
+        "EYP_DBT_CI_DATASET",  # scripts/deploy.sh: the dataset of the deploy's dbt check
         "EYP_EMULATORS_DIR",  # scripts/emulators.sh
         "EYP_EMULATOR_PROJECT",  # idem
         "EYP_TEST_EMULATOR_ENV",  # written by scripts/emulators.sh, read by the tests
