@@ -20,6 +20,7 @@ from typing import Any
 
 from ey_platform.errors import PlatformError
 from ey_platform.settings import Settings
+from ey_platform.warehouse.duckdb import LOCK_CONFLICT
 
 log = logging.getLogger("ey_platform.transform")
 
@@ -29,10 +30,6 @@ DBT_PROJECT = Path(__file__).resolve().with_name("dbt")
 # A production build: unit tests check the models' logic against fixtures and belong to
 # development and CI (tests/integration/test_transform.py), as dbt recommends.
 BUILD = ("build", "--exclude-resource-type", "unit_test")
-# What DuckDB says when another process has the file open (as the warehouse matches it):
-# the one failure worth waiting out. A damaged file fails at once, though its errors
-# talk of blocks.
-LOCK_CONFLICT = ("Could not set lock on file", "Conflicting lock is held")
 
 
 class TransformError(PlatformError):

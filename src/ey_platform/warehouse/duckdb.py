@@ -126,15 +126,16 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.execute("COMMIT")
 
 
-# How DuckDB says that another process holds the file (and nothing else says).
-_LOCK_CONFLICT = ("Could not set lock on file", "Conflicting lock is held")
+# How DuckDB says that another process holds the file (and nothing else says): the one
+# failure worth waiting out, here and in the transform (dbt-duckdb reports the same).
+LOCK_CONFLICT = ("Could not set lock on file", "Conflicting lock is held")
 _DAMAGED = ("not a valid DuckDB database", "Could not read enough bytes", "Corrupt", "checksum")
 # Where DuckDB's messages start quoting the data they failed on.
 _PAYLOAD = re.compile(r"\s*(Input:|Original Line:|Could not convert string).*", re.S)
 
 
 def _is_lock_conflict(exc: Exception) -> bool:
-    return any(sign in str(exc) for sign in _LOCK_CONFLICT)
+    return any(sign in str(exc) for sign in LOCK_CONFLICT)
 
 
 def _summary(exc: Exception) -> str:
