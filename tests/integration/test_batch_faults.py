@@ -147,7 +147,10 @@ def test_a_killed_batch_leaves_no_process_and_the_next_run_clears_its_debris(
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert alive == []  # workers, fork server and resource tracker died with their parent
     orphans = parts(data, "users")
-    assert orphans and parts(data, "users", ".*.tmp")
+    assert orphans
+    # The part being written, unless the kill fell between a commit and the next part
+    # (the sweep itself is also tested on its own in tests/unit/test_lake_local.py).
+    leftovers = parts(data, "users", ".*.tmp")
     sizes = {p: p.read_bytes() for p in orphans}
 
     small = Catalog(n_users=300_000, n_products=5)
@@ -155,7 +158,8 @@ def test_a_killed_batch_leaves_no_process_and_the_next_run_clears_its_debris(
         result = cli(data, url, "batch", "--date", DAY, "--entity", "users", "--force")
     assert result.returncode == 0, result.stderr
     assert parts(data, "users", ".*.tmp") == []
-    assert "batch.swept_temporaries" in result.stderr
+    if leftovers:
+        assert f"batch.swept_temporaries entity=users files={len(leftovers)}" in result.stderr
     assert f"batch.orphan_parts entity=users day={DAY} parts={len(orphans)}" in result.stderr
     assert {p: p.read_bytes() for p in orphans} == sizes  # published parts are never touched
     runs = rows(data, "SELECT status, error FROM bq_raw._pipeline_runs ORDER BY started_at")

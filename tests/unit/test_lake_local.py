@@ -51,3 +51,23 @@ def test_abort_leaves_nothing(tmp_path: Path) -> None:
 def test_reading_a_missing_object_names_it(tmp_path: Path) -> None:
     with pytest.raises(LakeError, match="no lake object raw/none"):
         LocalLake(tmp_path).read("raw/none")
+
+
+def test_sweep_removes_what_dead_writers_left_and_nothing_published(tmp_path: Path) -> None:
+    lake = LocalLake(tmp_path)
+    published = lake.create("raw/users/ingestion_date=2026-01-01/users-r1-p00000.jsonl")
+    published.write(b'{"id":1}\n', 1)
+    kept = published.commit()
+    dead = lake.create("raw/users/ingestion_date=2026-01-02/users-r2-p00000.jsonl")
+    dead.write(b'{"id":2}\n', 1)  # its process killed here: never committed, never aborted
+    other = lake.create("raw/products/ingestion_date=2026-01-02/products-r2-p00000.jsonl")
+    other.write(b'{"id":3}\n', 1)
+    swept = lake.sweep("raw/users/")
+    assert [Path(key).name.startswith(".users-r2-p00000.jsonl.") for key in swept] == [True]
+    assert not list((tmp_path / "raw/users").rglob(".*.tmp"))
+    assert lake.read(kept.key) == b'{"id":1}\n'
+    assert len(list((tmp_path / "raw/products").rglob(".*.tmp"))) == 1  # not under the prefix
+    assert lake.sweep("raw/users/") == []
+    assert lake.sweep("raw/nothing/") == []
+    other.abort()
+    dead.abort()
