@@ -201,14 +201,16 @@ def test_drain_waits_for_messages_leased_to_a_dead_consumer(
     fakestore: FakeStore, data: Path
 ) -> None:
     assert cli(data, fakestore.url, "stream", "poll", "--once").returncode == 0
-    bus = SQLiteBus(data / "bus.sqlite3", ack_deadline=1.5)
-    bus.setup()  # the subscription's deadline is now 1.5 s
+    # Long enough that the consumer below starts while the leases still run, even on a
+    # loaded machine.
+    bus = SQLiteBus(data / "bus.sqlite3", ack_deadline=8)
+    bus.setup()  # the subscription's deadline is now 8 s
     try:
         leased = bus.pull(100)  # a consumer that takes them and dies
     finally:
         bus.close()
     assert len(leased) == 7
-    result = cli(data, fakestore.url, "stream", "consume", "--drain", EYP_BUS__ACK_DEADLINE="1.5")
+    result = cli(data, fakestore.url, "stream", "consume", "--drain", EYP_BUS__ACK_DEADLINE="8")
     assert result.returncode == 0, result.stderr
     assert "consumed 7 messages: 7 loaded" in result.stdout
     assert "stream.drain_waiting" in result.stderr and "leased=7" in result.stderr
