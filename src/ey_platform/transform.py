@@ -13,6 +13,8 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Any
 
 from ey_platform.errors import PlatformError
 from ey_platform.settings import Settings
-from ey_platform.warehouse.duckdb import LOCK_CONFLICT
+from ey_platform.warehouse.duckdb import LOCK_CONFLICT, open_file
 
 log = logging.getLogger("ey_platform.transform")
 
@@ -96,7 +98,8 @@ def run_dbt(
         argv.insert(0, "--quiet")
     deadline = time.monotonic() + settings.warehouse.lock_timeout
     while True:
-        outcome = _invoke(argv, args[0], quiet)
+        with _opened_first(settings):
+            outcome = _invoke(argv, args[0], quiet)
         busy = any(sign in f for f in outcome.failures for sign in LOCK_CONFLICT)
         if not busy or time.monotonic() > deadline:
             break
@@ -113,6 +116,28 @@ def run_dbt(
     counts = {} if outcome.passed is None else {"passed": outcome.passed}
     log.info("transform.done", extra={"command": args[0], **counts, "seconds": outcome.seconds})
     return outcome
+
+
+@contextmanager
+def _opened_first(settings: Settings) -> Iterator[None]:
+    """Locally, the warehouse file held open through the dbt run. dbt-duckdb opens it with
+    a ``duckdb.connect`` of its own, outside the warehouse's opening lock; with the file
+    already open in the process, dbt only joins the open database and never races
+    another thread (the consumer of ``up``) to create it (see ``open_file``)."""
+    if settings.profile == "gcp":
+        yield
+        return
+    import duckdb
+
+    try:
+        con = open_file(settings.duckdb_path.resolve())
+    except duckdb.Error:  # held by another process: dbt meets it too, and is retried
+        yield
+        return
+    try:
+        yield
+    finally:
+        con.close()
 
 
 def _invoke(argv: list[str], command: str, quiet: bool) -> DbtOutcome:

@@ -101,6 +101,40 @@ def test_a_failed_batch_is_retried_after_retry_after_then_transformed() -> None:
     assert calls == ["batch", "batch", "transform"]  # no transform after the failure
 
 
+def test_a_part_that_dies_stops_up_with_its_error() -> None:
+    class Dying(_Idle):
+        def run(self) -> None:
+            raise RuntimeError("Catalog Error:\n no such function")
+
+    idle, dying, stopper = _Idle(), Dying(), Stopper()
+    scheduler = Scheduler(
+        idle,  # type: ignore[arg-type]
+        dying,  # type: ignore[arg-type]
+        lambda day: None,
+        lambda: None,
+        poll_interval=0.05,
+        batch_at=clock_time(2, 0),
+        transform_every=timedelta(hours=1),
+    )
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            scheduler.run(stopper)
+        except BaseException as exc:
+            failure.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(timeout=30)
+    assert not runner.is_alive()  # the poller stopped too, not left polling alone
+    assert stopper.event.is_set()
+    assert [str(exc) for exc in failure] == [
+        "up stopped: the consumer failed: Catalog Error: no such function"
+    ]
+    assert isinstance(failure[0], PlatformError)  # the CLI's one line and exit 1
+
+
 def test_a_batch_runs_at_once_when_the_check_of_the_day_fails() -> None:
     def finished(day: date) -> bool:
         raise PlatformError("warehouse locked")
@@ -113,9 +147,25 @@ def test_a_batch_runs_at_once_when_the_check_of_the_day_fails() -> None:
     assert calls == ["batch", "transform"]
 
 
+_STEPS = ("up.started", "batch.done", "stream.poll", "transform.done")
+
+
+def _wait_for_steps(log_file: Path, proc: subprocess.Popen[str], timeout: float) -> str:
+    """The log once every step is in it and two transforms are done, or at the deadline
+    (or the process's end): a slow machine waits longer, a fast one stops early."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = log_file.read_text()
+        done = all(step in log for step in _STEPS) and log.count("transform.done") >= 2
+        if done or proc.poll() is not None or time.monotonic() > deadline:
+            return log
+        time.sleep(0.5)
+
+
 @pytest.mark.slow
 def test_up_runs_every_part_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     data = tmp_path / "data"
+    log_file = tmp_path / "up.log"
     with serve_in_thread(create_app(Catalog(), live_rate=5)) as url:
         env = {
             **os.environ,
@@ -125,34 +175,32 @@ def test_up_runs_every_part_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None
             # catches it up at once (without --now)
             "EYP_BATCH__RUN_AT": "00:00:00",
         }
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ey_platform",
-                "up",
-                "--api-url",
-                url,
-                "--data-dir",
-                str(data),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        time.sleep(25)  # a batch, two transforms and many polls
-        proc.send_signal(signal.SIGTERM)
-        _, log = proc.communicate(timeout=60)
+        with log_file.open("w") as stderr:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "ey_platform",
+                    "up",
+                    "--api-url",
+                    url,
+                    "--data-dir",
+                    str(data),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                text=True,
+                env=env,
+            )
+            try:
+                _wait_for_steps(log_file, proc, timeout=180)
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=60)
+            finally:
+                proc.kill()
+    log = log_file.read_text()
     assert proc.returncode == 0, log
-    for step in (
-        "up.started",
-        "batch.done",
-        "stream.poll",
-        "transform.done",
-        "stream.consume",
-        "up.stopped",
-    ):
+    for step in (*_STEPS, "stream.consume", "up.stopped"):  # the consumer's tally at its end
         assert step in log, step
     assert log.count("transform.done") >= 2
     assert "Traceback" not in log

@@ -4,7 +4,9 @@ The poller (every poll interval) and the consumer run in threads; this thread ru
 the daily batch at its UTC time and the transform after each batch and every
 ``transform_every`` minutes. SIGTERM or SIGINT: the consumer finishes its batch, the
 poller its poll, and the process exits. A failing step is logged and tried again at
-its next turn; the process keeps running. The batch's next turn after a failure is
+its next turn; the process keeps running. A part whose thread dies (an error the
+consumer cannot pass over) stops the whole process with exit status 1, so that its
+host restarts it. The batch's next turn after a failure is
 ``retry_after`` later, not the next day; and a process started after the day's run
 time runs the batch at once unless the day's batch has already finished.
 """
@@ -65,14 +67,16 @@ class Scheduler:
 
     def run(self, stopper: Stopper, *, batch_now: bool = False) -> None:
         stopper.consumers.append(self.consumer)
+        failed: list[str] = []
+        parts = {
+            "consumer": self.consumer.run,
+            "poller": partial(poll_every, self.poller, self.poll_interval, stopper),
+        }
         threads = [
-            threading.Thread(target=self.consumer.run, name="consumer", daemon=True),
             threading.Thread(
-                target=poll_every,
-                args=(self.poller, self.poll_interval, stopper),
-                name="poller",
-                daemon=True,
-            ),
+                target=self._part, args=(name, run, stopper, failed), name=name, daemon=True
+            )
+            for name, run in parts.items()
         ]
         for thread in threads:
             thread.start()
@@ -99,7 +103,24 @@ class Scheduler:
         stopper.stop()
         for thread in threads:
             thread.join()
+        if failed:
+            log.error("up.stopped", extra={"failed": failed[0]})
+            raise PlatformError(f"up stopped: {failed[0]}")
         log.info("up.stopped")
+
+    @staticmethod
+    def _part(name: str, run: Callable[[], object], stopper: Stopper, failed: list[str]) -> None:
+        """Run one part in its thread. A part that dies stops the platform, whose exit
+        status then says so: a process that polls with no consumer, or consumes with
+        no poller, would look alive to its host and do half its work."""
+        try:
+            run()
+        except Exception as exc:
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            failed.append(f"the {name} failed: {message}")
+            log.error("up.part_failed", extra={"part": name, "error": message})
+            log.debug("up.part_failed", exc_info=exc)
+            stopper.stop()
 
     def _first_batch(self, now: datetime) -> datetime:
         try:
