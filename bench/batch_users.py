@@ -22,17 +22,14 @@ from bench.harness import peak_rss_mb
 
 
 def platform_way(url: str, workdir: Path) -> dict[str, Any]:
-    from ey_platform.lake.local import LocalLake
-    from ey_platform.pipelines.batch import BatchPipeline
     from ey_platform.runtime import tune_allocator
+    from ey_platform.settings import load_settings
     from ey_platform.source.client import FakeStoreClient
-    from ey_platform.warehouse.duckdb import DuckDBWarehouse
+    from ey_platform.wiring import batch_pipeline
 
     tune_allocator()  # the process as `ey-platform batch` runs it
-    warehouse = DuckDBWarehouse(workdir / "warehouse.duckdb")
-    warehouse.setup()
     with FakeStoreClient(url) as client:
-        pipeline = BatchPipeline(LocalLake(workdir / "lake"), warehouse, client)
+        pipeline = batch_pipeline(load_settings(api_url=url, data_dir=workdir), client)
         start = time.perf_counter()
         (result,) = pipeline.run(["users"], date(2026, 1, 1))
         seconds = time.perf_counter() - start

@@ -42,16 +42,10 @@ def load(url: str, data: Path) -> dict[str, Any]:
     """Products and users of the bundled server into ``data``, as the daily batch does."""
     from datetime import UTC, datetime
 
-    from ey_platform.lake.local import LocalLake
-    from ey_platform.pipelines.batch import BatchPipeline
-    from ey_platform.source.client import FakeStoreClient
-    from ey_platform.warehouse.duckdb import DuckDBWarehouse
+    from ey_platform.settings import load_settings
+    from ey_platform.wiring import run_batch
 
-    with FakeStoreClient(url) as client:
-        lake, warehouse = LocalLake(data / "lake"), DuckDBWarehouse(data / "warehouse.duckdb")
-        results = BatchPipeline(lake, warehouse, client).run(
-            ["products", "users"], datetime.now(UTC).date()
-        )
+    results = run_batch(load_settings(api_url=url, data_dir=data), datetime.now(UTC).date())
     return {"records": sum(r.loaded for r in results)}
 
 

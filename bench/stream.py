@@ -21,36 +21,22 @@ from typing import Any
 from bench.harness import peak_rss_mb
 
 
-def _parts(url: str, data: Path) -> Any:
-    from functools import partial
-
-    from ey_platform.bus.sqlite import SQLiteBus
-    from ey_platform.lake.local import LocalLake
-    from ey_platform.pipelines.poller_state import PollerState
-    from ey_platform.pipelines.stream import CartConsumer, CartPoller, landed_cart_states
+def _settings(url: str, data: Path) -> Any:
     from ey_platform.runtime import tune_allocator
-    from ey_platform.settings import StreamSettings
-    from ey_platform.source.client import FakeStoreClient
-    from ey_platform.warehouse.duckdb import DuckDBWarehouse
+    from ey_platform.settings import load_settings
 
     tune_allocator()  # the processes as `ey-platform stream poll|consume` run them
-    bus = SQLiteBus(data / "bus.sqlite3")
-    bus.setup()
-    warehouse = DuckDBWarehouse(data / "warehouse.duckdb")
-    warehouse.setup()
-    poller = CartPoller(  # as deployed: a memory to recover from, checked at the start
-        FakeStoreClient(url),
-        bus,
-        PollerState(data / "state.sqlite3"),
-        LocalLake(data / "lake"),
-        landed=partial(landed_cart_states, warehouse),
-    )
-    batch = StreamSettings().batch_size  # the consumer as deployed
-    return poller, CartConsumer(bus, warehouse.event_sink(), batch), warehouse
+    return load_settings(api_url=url, data_dir=data)  # the parts as deployed
 
 
 def first_poll(url: str, data: Path, n: int) -> dict[str, Any]:
-    _, consumer, _ = _parts(url, data)
+    from ey_platform.wiring import consumer_parts
+
+    with consumer_parts(_settings(url, data)) as parts:
+        return _first_poll(url, data, n, parts.consumer)
+
+
+def _first_poll(url: str, data: Path, n: int, consumer: Any) -> dict[str, Any]:
     start = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-m", "bench.stream", "poll-only", url, str(data)])
     loaded = 0
@@ -65,8 +51,10 @@ def first_poll(url: str, data: Path, n: int) -> dict[str, Any]:
 
 
 def poll_only(url: str, data: Path) -> None:
-    poller, _, _ = _parts(url, data)
-    poller.poll_once()
+    from ey_platform.wiring import stream_parts
+
+    with stream_parts(_settings(url, data)) as parts:
+        parts.poller.poll_once()
 
 
 def publish(data: Path, n: int, sync: str) -> dict[str, Any]:
@@ -108,12 +96,14 @@ def fsync_floor(data: Path, n: int) -> dict[str, Any]:
 def latency(url: str, data: Path, seconds: float) -> dict[str, Any]:
     import threading
 
-    from ey_platform.pipelines.stream import Stopper, run_both
+    from ey_platform.pipelines.control import Stopper, run_both
+    from ey_platform.wiring import stream_parts
 
-    poller, consumer, warehouse = _parts(url, data)
-    stopper = Stopper()
-    threading.Timer(seconds, stopper.stop).start()
-    run_both(poller, consumer, 1.0, stopper)
+    with stream_parts(_settings(url, data)) as parts:
+        stopper = Stopper()
+        threading.Timer(seconds, stopper.stop).start()
+        run_both(parts.poller, parts.consumer, 1.0, stopper)
+        warehouse = parts.warehouse
     ((p50, p99, worst, count),) = warehouse.query(
         """SELECT quantile_cont(ms, 0.5), quantile_cont(ms, 0.99), max(ms), count(*) FROM (
              SELECT epoch_ms(_loaded_at) - epoch_ms(_bus_publish_time) AS ms

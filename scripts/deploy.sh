@@ -141,7 +141,7 @@ print("\t".join([
     jobs.get("batch", "ey-batch"), jobs.get("transform", "ey-transform"),
     settings.get("EYP_WAREHOUSE__RAW_DATASET", "bq_raw"),
     settings.get("EYP_WAREHOUSE__ANALYTICS_DATASET", "bq_analytics"),
-    settings.get("EYP_WAREHOUSE__BIGQUERY_LOCATION", "EU"),
+    settings.get("EYP_WAREHOUSE__BIGQUERY__LOCATION", "EU"),
 ]))' "$json")"
     IFS=$'\t' read -r BATCH_JOB TRANSFORM_JOB RAW_DATASET ANALYTICS_DATASET BQ_LOCATION <<< "$names"
 }
@@ -210,7 +210,7 @@ step_smoke() {
 # dbt_env: what profiles.yml and the sources read, for the gcp target in ENV's project.
 dbt_env() {
     printf '%s\n' env EYP_DBT_TARGET=gcp "EYP_GCP__PROJECT=$PROJECT" \
-        "EYP_WAREHOUSE__BIGQUERY_LOCATION=$BQ_LOCATION" "EYP_WAREHOUSE__RAW_DATASET=$RAW_DATASET" \
+        "EYP_WAREHOUSE__BIGQUERY__LOCATION=$BQ_LOCATION" "EYP_WAREHOUSE__RAW_DATASET=$RAW_DATASET" \
         "EYP_WAREHOUSE__ANALYTICS_DATASET=$1"
 }
 

@@ -136,7 +136,7 @@ export EYP_GCP__STORAGE_ENDPOINT=http://127.0.0.1:$gcs_port
 export EYP_GCP__BIGQUERY_ENDPOINT=http://127.0.0.1:$bq_port
 export EYP_GCP__PUBSUB_ENDPOINT=127.0.0.1:$ps_port
 # The Pub/Sub emulator does not implement exactly-once delivery.
-export EYP_BUS__EXACTLY_ONCE=false
+export EYP_BUS__PUBSUB__EXACTLY_ONCE=false
 EOF
     say "running: BigQuery :$bq_port (gRPC :$grpc_port), Cloud Storage :$gcs_port, Pub/Sub :$ps_port"
 }

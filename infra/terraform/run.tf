@@ -44,15 +44,15 @@ locals {
   # What the application needs to find this environment (also an output, for a run by
   # hand), and what the workloads add to it.
   settings = {
-    EYP_PROFILE                      = "gcp"
-    EYP_GCP__PROJECT                 = var.project
-    EYP_LAKE__BUCKET                 = var.bucket
-    EYP_WAREHOUSE__RAW_DATASET       = var.raw_dataset
-    EYP_WAREHOUSE__ANALYTICS_DATASET = var.analytics_dataset
-    EYP_WAREHOUSE__BIGQUERY_LOCATION = var.bigquery_location
-    EYP_BUS__TOPIC                   = google_pubsub_topic.events.name
-    EYP_BUS__SUBSCRIPTION            = google_pubsub_subscription.events.name
-    EYP_BUS__DEAD_LETTER_TOPIC       = google_pubsub_topic.dead_letters.name
+    EYP_PROFILE                       = "gcp"
+    EYP_GCP__PROJECT                  = var.project
+    EYP_LAKE__GCS__BUCKET             = var.bucket
+    EYP_WAREHOUSE__RAW_DATASET        = var.raw_dataset
+    EYP_WAREHOUSE__ANALYTICS_DATASET  = var.analytics_dataset
+    EYP_WAREHOUSE__BIGQUERY__LOCATION = var.bigquery_location
+    EYP_BUS__TOPIC                    = google_pubsub_topic.events.name
+    EYP_BUS__SUBSCRIPTION             = google_pubsub_subscription.events.name
+    EYP_BUS__DEAD_LETTER_TOPIC        = google_pubsub_topic.dead_letters.name
   }
   app_env = merge(local.settings, {
     EYP_API_URL                    = var.api_url

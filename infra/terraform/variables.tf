@@ -26,13 +26,13 @@ variable "region" {
 }
 
 variable "bigquery_location" {
-  description = "Location of the BigQuery datasets (EYP_WAREHOUSE__BIGQUERY_LOCATION)."
+  description = "Location of the BigQuery datasets (EYP_WAREHOUSE__BIGQUERY__LOCATION)."
   type        = string
   default     = "EU"
 }
 
 variable "bucket" {
-  description = "Raw lake bucket (EYP_LAKE__BUCKET), created by bootstrap/. Bucket names are global: each environment sets its own."
+  description = "Raw lake bucket (EYP_LAKE__GCS__BUCKET), created by bootstrap/. Bucket names are global: each environment sets its own."
   type        = string
   validation {
     condition     = can(regex("^[a-z0-9][a-z0-9_-]{1,49}[a-z0-9]$", var.bucket))

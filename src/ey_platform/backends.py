@@ -17,7 +17,7 @@ def make_lake(settings: Settings) -> Lake:
         from ey_platform import gcp
         from ey_platform.lake.gcs import GcsLake
 
-        return GcsLake(gcp.storage_client(settings), settings.lake.bucket)
+        return GcsLake(gcp.storage_client(settings), settings.lake.gcs.bucket)
     from ey_platform.lake.local import LocalLake
 
     return LocalLake(settings.lake_root)
@@ -33,7 +33,7 @@ def make_warehouse(settings: Settings, *, read_only: bool = False) -> Warehouse:
             gcp.bigquery_client(settings),
             wh.raw_dataset,
             wh.analytics_dataset,
-            storage_read=settings.gcp.bigquery_storage_read,
+            storage_read=wh.bigquery.storage_read,
         )
     from ey_platform.warehouse.duckdb import DuckDBWarehouse
 
@@ -41,7 +41,7 @@ def make_warehouse(settings: Settings, *, read_only: bool = False) -> Warehouse:
         settings.duckdb_path,
         wh.raw_dataset,
         wh.analytics_dataset,
-        wh.lock_timeout,
+        wh.duckdb.lock_timeout,
         read_only=read_only,
     )
 
@@ -62,7 +62,7 @@ def make_bus(settings: Settings) -> Bus:
             bus.dead_letter_topic,
             ack_deadline=bus.ack_deadline,
             max_delivery_attempts=bus.max_delivery_attempts,
-            exactly_once=bus.exactly_once,
+            exactly_once=bus.pubsub.exactly_once,
         )
     from ey_platform.bus.sqlite import SQLiteBus
 
@@ -73,7 +73,7 @@ def make_bus(settings: Settings) -> Bus:
         bus.dead_letter_topic,
         ack_deadline=bus.ack_deadline,
         max_delivery_attempts=bus.max_delivery_attempts,
-        sync=bus.sync,
+        sync=bus.sqlite.sync,
     )
 
 

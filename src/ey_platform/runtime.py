@@ -19,12 +19,10 @@ def tune_allocator() -> bool:
 
     The pipelines move buffers of a few MB by the hundred: API texts, validated JSONL,
     bus segments. With glibc's defaults such a buffer is often a fresh mapping, or the
-    heap is trimmed and grown again, so its pages are faulted in anew each time: 600k
-    page faults for a batch of 1M users, about a tenth of its CPU. Here buffers up to
-    32 MB (glibc's own ceiling when it adapts) come from the heap, and up to 128 MB of
-    freed heap is kept. Measured on 1M users: 40 to 55% fewer page faults, about 10%
-    less CPU, peak RSS 10 to 25 MB higher. Returns whether it applied: glibc only, a
-    no-op elsewhere.
+    heap is trimmed and grown again, so its pages are faulted in anew each time. Here
+    buffers up to 32 MB (glibc's own ceiling when it adapts) come from the heap, and up
+    to 128 MB of freed heap is kept (the figures are in ``bench/RESULTS.md``). Returns
+    whether it applied: glibc only, a no-op elsewhere.
     """
     if not _glibc():
         return False

@@ -13,12 +13,22 @@ import logging
 import os
 import re
 from collections.abc import Iterator, Mapping
-from datetime import time
+from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -27,6 +37,41 @@ from pydantic_settings import (
 )
 
 from ey_platform.errors import ConfigError
+from ey_platform.settings_sections import (
+    BatchSettings,
+    BigQuerySettings,
+    BusSettings,
+    DuckDBSettings,
+    GcpSettings,
+    GcsLakeSettings,
+    HttpSettings,
+    LakeSettings,
+    LocalLakeSettings,
+    PubSubSettings,
+    SQLiteBusSettings,
+    StreamSettings,
+    WarehouseSettings,
+)
+
+__all__ = [
+    "BatchSettings",
+    "BigQuerySettings",
+    "BusSettings",
+    "DuckDBSettings",
+    "GcpSettings",
+    "GcsLakeSettings",
+    "HttpSettings",
+    "LakeSettings",
+    "LocalLakeSettings",
+    "PubSubSettings",
+    "SQLiteBusSettings",
+    "Settings",
+    "StreamSettings",
+    "WarehouseSettings",
+    "load_settings",
+    "unknown_variables",
+    "warn_unknown_variables",
+]
 
 PUBLIC_API_URL = "https://fakestoreapi.com"
 PREFIX = "EYP_"
@@ -45,151 +90,26 @@ OTHER_VARIABLES = frozenset(
     }
 )
 
+# Settings that moved into a backend's section, by old place: the old variable names
+# (EYP_WAREHOUSE__LOCK_TIMEOUT) still work for one release, with a warning.
+RENAMED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("lake", "root"): ("lake", "local", "root"),
+    ("lake", "bucket"): ("lake", "gcs", "bucket"),
+    ("warehouse", "duckdb_path"): ("warehouse", "duckdb", "path"),
+    ("warehouse", "lock_timeout"): ("warehouse", "duckdb", "lock_timeout"),
+    ("warehouse", "bigquery_location"): ("warehouse", "bigquery", "location"),
+    ("gcp", "bigquery_storage_read"): ("warehouse", "bigquery", "storage_read"),
+    ("bus", "sqlite_path"): ("bus", "sqlite", "path"),
+    ("bus", "sync"): ("bus", "sqlite", "sync"),
+    ("bus", "exactly_once"): ("bus", "pubsub", "exactly_once"),
+}
+
 log = logging.getLogger("ey_platform.settings")
-
-
-class HttpSettings(BaseModel):
-    """How the FakeStore client talks to the API."""
-
-    connect_timeout: float = Field(5.0, gt=0, description="Seconds to open a connection.")
-    read_timeout: float = Field(
-        30.0,
-        gt=0,
-        description="Seconds to wait for the next bytes of an answer; the public API can hang.",
-    )
-    max_attempts: int = Field(5, ge=1, le=20, description="Attempts per request, first included.")
-    backoff_base: float = Field(0.5, ge=0, description="First retry delay in seconds; doubles.")
-    backoff_max: float = Field(30.0, ge=0, description="Longest delay between two attempts.")
-    retry_after_max: float = Field(
-        120.0, ge=0, description="Longest Retry-After the client honours before giving up."
-    )
-
-
-class BatchSettings(BaseModel):
-    """The daily batch of products and users."""
-
-    workers: int = Field(
-        2, ge=1, le=64, description="Processes that validate a large answer in parallel."
-    )
-    part_mb: int = Field(32, ge=1, description="Size of one lake part file, in MB.")
-    run_at: time = Field(
-        time(2, 0), description="UTC time of day at which `ey-platform up` runs the batch."
-    )
-    retry_after: float = Field(
-        10.0, gt=0, description="Minutes after which `ey-platform up` retries a failed batch."
-    )
-    min_rows_fraction: float = Field(
-        0.5,
-        ge=0,
-        le=1,
-        description="A batch that would replace a day with fewer than this fraction of the "
-        "rows of the entity's last loaded day is held (status held, exit 1); `batch --force` "
-        "loads it anyway.",
-    )
-
-
-class LakeSettings(BaseModel):
-    """The raw lake: where date-partitioned JSONL files are written once."""
-
-    root: Path | None = Field(
-        None, description="Local lake root (profile local). Default: <data_dir>/lake."
-    )
-    bucket: str = Field(
-        "ey-data-platform-raw-data", description="Cloud Storage bucket (profile gcp)."
-    )
-
-
-class WarehouseSettings(BaseModel):
-    """The warehouse: DuckDB locally, BigQuery on Google Cloud."""
-
-    duckdb_path: Path | None = Field(
-        None, description="DuckDB file (profile local). Default: <data_dir>/warehouse.duckdb."
-    )
-    raw_dataset: str = Field("bq_raw", description="Dataset (DuckDB schema) of the raw tables.")
-    analytics_dataset: str = Field(
-        "bq_analytics", description="Dataset (DuckDB schema) of the marts."
-    )
-    lock_timeout: float = Field(
-        60.0, gt=0, description="Seconds to keep retrying when another process holds DuckDB."
-    )
-    bigquery_location: str = Field("EU", description="BigQuery dataset location (profile gcp).")
-
-
-class BusSettings(BaseModel):
-    """The message bus between the cart poller and the consumer."""
-
-    sqlite_path: Path | None = Field(
-        None, description="Embedded bus file (profile local). Default: <data_dir>/bus.sqlite3."
-    )
-    topic: str = Field("carts-events", description="Topic the poller publishes cart events to.")
-    subscription: str = Field("carts-events-sub", description="Subscription the consumer reads.")
-    dead_letter_topic: str = Field(
-        "carts-events-dlq", description="Where undeliverable or invalid messages go."
-    )
-    ack_deadline: float = Field(
-        60.0, gt=0, description="Seconds before an unacknowledged message is redelivered."
-    )
-    max_delivery_attempts: int = Field(
-        5, ge=1, description="Deliveries before a message goes to the dead-letter topic."
-    )
-    exactly_once: bool = Field(
-        True,
-        description="Pub/Sub: exactly-once delivery on the subscription when setup creates "
-        "it (acks of expired leases are refused). The emulator lacks it.",
-    )
-    sync: Literal["full", "normal"] = Field(
-        "full",
-        description="Embedded bus durability: full survives a power cut, normal only a "
-        "crash of the process (and publishes one at a time about 4 times faster).",
-    )
-
-
-class StreamSettings(BaseModel):
-    """The cart poller and the consumer."""
-
-    poll_interval: float = Field(60.0, gt=0, description="Seconds between two polls of carts.")
-    batch_size: int = Field(
-        20_000, ge=1, le=100_000, description="Messages the consumer pulls and lands at once."
-    )
-    transform_every: float = Field(
-        15.0, gt=0, description="Minutes between two transforms in `ey-platform up`."
-    )
-    reconcile_every: float = Field(
-        60.0,
-        gt=0,
-        description="Minutes between two checks of the poller's memory against the "
-        "warehouse: carts it landed alive that the API no longer holds are deleted.",
-    )
-    max_delete_fraction: float = Field(
-        0.5,
-        gt=0,
-        le=1,
-        description="A poll that would delete more than this fraction of the carts the "
-        "poller knows fails and publishes nothing; `stream poll --once --allow-mass-delete` "
-        "accepts it.",
-    )
-
-
-class GcpSettings(BaseModel):
-    """Google Cloud project (profile gcp). Credentials come from Application Default
-    Credentials; no key file is read from settings."""
-
-    project: str | None = Field(None, description="Google Cloud project id (profile gcp).")
-    storage_endpoint: str | None = Field(
-        None,
-        description="Cloud Storage API endpoint, for an emulator (then no credentials are sent).",
-    )
-    bigquery_endpoint: str | None = Field(
-        None, description="BigQuery API endpoint, for an emulator (then no credentials are sent)."
-    )
-    pubsub_endpoint: str | None = Field(
-        None, description="Pub/Sub host:port, for an emulator (then no credentials are sent)."
-    )
-    bigquery_storage_read: bool = Field(
-        False,
-        description="Read large query results with the BigQuery Storage Read API (needs "
-        "bigquery.readsessions.create); off: results come through the REST API.",
-    )
+# New variable -> the old name it was given as, in the settings last validated: a bad
+# value is reported under the name the user set.
+_last_given_as: ContextVar[Mapping[str, str]] = ContextVar(
+    "last_given_as", default=MappingProxyType({})
+)
 
 
 class Settings(BaseSettings):
@@ -230,6 +150,20 @@ class Settings(BaseSettings):
     bus: BusSettings = Field(default_factory=BusSettings, description="Message bus.")
     stream: StreamSettings = Field(default_factory=StreamSettings, description="Streaming.")
     gcp: GcpSettings = Field(default_factory=GcpSettings, description="Google Cloud.")
+    _given_as: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _accept_old_names(cls, data: Any, handler: ModelWrapValidatorHandler[Settings]) -> Settings:
+        if isinstance(data, dict):
+            data = dict(data)  # the caller's dicts stay as they were
+            given_as = _move_renamed(data)
+        else:
+            given_as = {}
+        _last_given_as.set(given_as)
+        settings = handler(data)
+        settings._given_as = given_as
+        return settings
 
     @field_validator("api_url")
     @classmethod
@@ -238,17 +172,23 @@ class Settings(BaseSettings):
             raise ValueError(f"must start with http:// or https://, got {value!r}")
         return value.rstrip("/")
 
+    def variable(self, *path: str) -> str:
+        """The variable of the setting at ``path``, under the name the user set it (an old
+        name still in use), for messages: ``variable("warehouse", "duckdb", "path")``."""
+        name = _variable(path)
+        return self._given_as.get(name, name)
+
     @property
     def lake_root(self) -> Path:
-        return self.lake.root or self.data_dir / "lake"
+        return self.lake.local.root or self.data_dir / "lake"
 
     @property
     def duckdb_path(self) -> Path:
-        return self.warehouse.duckdb_path or self.data_dir / "warehouse.duckdb"
+        return self.warehouse.duckdb.path or self.data_dir / "warehouse.duckdb"
 
     @property
     def bus_path(self) -> Path:
-        return self.bus.sqlite_path or self.data_dir / "bus.sqlite3"
+        return self.bus.sqlite.path or self.data_dir / "bus.sqlite3"
 
     @property
     def poller_state_path(self) -> Path:
@@ -261,10 +201,46 @@ class Settings(BaseSettings):
         shown = self.model_dump(mode="json")  # SecretStr dumps as '**********' in JSON mode
         shown["data_dir"] = str(self.data_dir.resolve())
         shown["poller_state_path"] = str(self.poller_state_path.resolve())
-        shown["lake"]["root"] = str(self.lake_root.resolve())
-        shown["warehouse"]["duckdb_path"] = str(self.duckdb_path.resolve())
-        shown["bus"]["sqlite_path"] = str(self.bus_path.resolve())
+        shown["lake"]["local"]["root"] = str(self.lake_root.resolve())
+        shown["warehouse"]["duckdb"]["path"] = str(self.duckdb_path.resolve())
+        shown["bus"]["sqlite"]["path"] = str(self.bus_path.resolve())
         return shown
+
+
+def _move_renamed(data: dict[str, Any]) -> dict[str, str]:
+    """Move each setting given at its old place in ``data`` (sections as dicts) to its new
+    place, warning once per name; one given at both places keeps the new value. Returns
+    new variable -> old variable for the settings taken from an old name."""
+    given_as = {}
+    for (section, key), new in RENAMED.items():
+        old_section = data.get(section)
+        if not isinstance(old_section, dict) or key not in old_section:
+            continue
+        old_name, new_name = _variable((section, key)), _variable(new)
+        data[section] = {k: v for k, v in old_section.items() if k != key}
+        target = _section_copy(data, new[:-1])
+        both = target is None or new[-1] in target
+        if target is not None and not both:
+            target[new[-1]] = old_section[key]
+            given_as[new_name] = old_name
+        if old_name not in _warned:
+            _warned.add(old_name)
+            wins = f" (both are set: {new_name} wins)" if both else ""
+            log.warning("%s is deprecated: use %s%s", old_name, new_name, wins)
+    return given_as
+
+
+def _section_copy(data: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:
+    """The section of ``data`` at ``path``, replaced by a copy of its own (the caller's
+    dicts stay as they were), created if absent; None when it is given whole (a model)."""
+    section = data
+    for part in path:
+        inner = section.get(part, {})
+        if not isinstance(inner, dict):
+            return None
+        section[part] = dict(inner)
+        section = section[part]
+    return section
 
 
 @cache
@@ -280,7 +256,7 @@ def unknown_variables(variables: Mapping[str, str | None]) -> list[tuple[str, st
     """The ``EYP_`` names in ``variables`` that are neither a setting nor one the platform
     uses, each with the closest known name (or None). The keys of a section given as JSON
     (``EYP_HTTP='{"read_timeout": 3}'``) are checked as names too (EYP_HTTP__READ_TIMEOUT)."""
-    known = setting_variables() | OTHER_VARIABLES
+    known = setting_variables() | OTHER_VARIABLES | {_variable(old) for old in RENAMED}
     found = []
     for name in _names(variables):
         if name.upper().startswith(PREFIX) and name.upper() not in known:
@@ -339,7 +315,7 @@ def load_settings(**overrides: Any) -> Settings:
         warn_unknown_variables()
         return Settings(**clean)
     except ValidationError as exc:
-        problems = "; ".join(f"{_variable(err['loc'])}: {err['msg']}" for err in exc.errors())
+        problems = "; ".join(f"{_given_variable(err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"invalid configuration: {problems}") from None
     except SettingsError as exc:
         raise ConfigError(f"invalid configuration: {_unparsable(exc)}") from None
@@ -350,6 +326,12 @@ def load_settings(**overrides: Any) -> Settings:
 
 def _variable(loc: tuple[int | str, ...]) -> str:
     return PREFIX + "__".join(str(part) for part in loc).upper()
+
+
+def _given_variable(loc: tuple[int | str, ...]) -> str:
+    """The variable of an invalid value, under the name the user set it."""
+    name = _variable(loc)
+    return _last_given_as.get().get(name, name)
 
 
 def _unparsable(exc: SettingsError) -> str:

@@ -8,7 +8,8 @@ import errno
 import functools
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -58,6 +59,20 @@ def _os_reason(path: Path) -> str | None:
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         return _strerror(errno.EACCES)
     return None
+
+
+@contextmanager
+def write_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` on ``con`` (autocommit mode): committed at the end of the
+    block, rolled back if it raises."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
+        con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:  # SQLite ends some on its own (a full disk)
+            con.execute("ROLLBACK")
+        raise
 
 
 def connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:

@@ -59,7 +59,7 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
         env["EYP_GCP__PROJECT"] = settings.gcp.project
     if settings.gcp.bigquery_endpoint:
         env["EYP_GCP__BIGQUERY_ENDPOINT"] = settings.gcp.bigquery_endpoint
-    env["EYP_WAREHOUSE__BIGQUERY_LOCATION"] = settings.warehouse.bigquery_location
+    env["EYP_WAREHOUSE__BIGQUERY__LOCATION"] = settings.warehouse.bigquery.location
     env["EYP_WAREHOUSE__RAW_DATASET"] = settings.warehouse.raw_dataset
     env["EYP_WAREHOUSE__ANALYTICS_DATASET"] = settings.warehouse.analytics_dataset
     return env
@@ -73,30 +73,8 @@ def run_dbt(
     if not (project / "dbt_project.yml").exists():
         raise TransformError(f"no dbt project at {project}")
     os.environ.update(dbt_environment(settings))
-    work = settings.data_dir.resolve() / "dbt"
-    # No dbt.log: run in-process, dbt drops its file handler without closing it on
-    # every run. Its console is off too: _Console prints its lines instead. No usage
-    # statistics, whatever the environment says: they keep a cookie (.user.yml) in the
-    # profiles directory, which is the read-only project.
-    argv = [
-        *args,
-        "--no-send-anonymous-usage-stats",
-        "--project-dir",
-        str(project),
-        "--profiles-dir",
-        str(project),
-        "--target-path",
-        str(work / "target"),
-        "--log-path",
-        str(work / "logs"),
-        "--log-level",
-        "none",
-        "--log-level-file",
-        "none",
-    ]
-    if quiet:
-        argv.insert(0, "--quiet")
-    deadline = time.monotonic() + settings.warehouse.lock_timeout
+    argv = _argv(args, project, settings.data_dir.resolve() / "dbt", quiet=quiet)
+    deadline = time.monotonic() + settings.warehouse.duckdb.lock_timeout
     while True:
         with _opened_first(settings):
             outcome = _invoke(argv, args[0], quiet)
@@ -116,6 +94,33 @@ def run_dbt(
     counts = {} if outcome.passed is None else {"passed": outcome.passed}
     log.info("transform.done", extra={"command": args[0], **counts, "seconds": outcome.seconds})
     return outcome
+
+
+def _argv(args: tuple[str, ...], project: Path, work: Path, *, quiet: bool) -> list[str]:
+    """dbt's arguments: ``args``, and what makes an in-process run leave no trace in the
+    (read-only) project.
+
+    No dbt.log: run in-process, dbt drops its file handler without closing it on every
+    run. Its console is off too: _Console prints its lines instead. No usage statistics,
+    whatever the environment says: they keep a cookie (.user.yml) in the profiles
+    directory, which is the read-only project."""
+    argv = [
+        *args,
+        "--no-send-anonymous-usage-stats",
+        "--project-dir",
+        str(project),
+        "--profiles-dir",
+        str(project),
+        "--target-path",
+        str(work / "target"),
+        "--log-path",
+        str(work / "logs"),
+        "--log-level",
+        "none",
+        "--log-level-file",
+        "none",
+    ]
+    return ["--quiet", *argv] if quiet else argv
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ey_platform.backends import make_bus, make_lake, make_warehouse
-from ey_platform.bus.base import Bus
+from ey_platform.bus.base import Bus, setup_bus
 from ey_platform.lake.base import Lake
 from ey_platform.settings import Settings, load_settings
 from ey_platform.warehouse.base import Warehouse
@@ -54,7 +54,7 @@ def settings(
         for key, value in request.getfixturevalue("emulator_env").items():
             monkeypatch.setenv(key, value)
         tag = uuid.uuid4().hex[:10]
-        monkeypatch.setenv("EYP_LAKE__BUCKET", f"eyp-test-{tag}")
+        monkeypatch.setenv("EYP_LAKE__GCS__BUCKET", f"eyp-test-{tag}")
         monkeypatch.setenv("EYP_WAREHOUSE__RAW_DATASET", f"raw_{tag}")
         monkeypatch.setenv("EYP_WAREHOUSE__ANALYTICS_DATASET", f"analytics_{tag}")
         monkeypatch.setenv("EYP_BUS__TOPIC", f"events-{tag}")
@@ -80,6 +80,6 @@ def warehouse(settings: Settings) -> Warehouse:
 @pytest.fixture
 def bus(settings: Settings) -> Iterator[Bus]:
     made = make_bus(settings)
-    made.setup()
+    setup_bus(made)
     yield made
     made.close()

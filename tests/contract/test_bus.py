@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 from ey_platform.backends import make_bus as make_backend_bus
-from ey_platform.bus.base import Bus, Message
+from ey_platform.bus.base import (
+    Bus,
+    Message,
+    SupportsInspection,
+    SupportsSetup,
+    SupportsStats,
+    bus_stats,
+    setup_bus,
+)
 from ey_platform.bus.pubsub import PubSubBus
 from ey_platform.settings import Settings
 
@@ -34,7 +42,7 @@ def make_bus(settings: Settings) -> Iterator[BusFactory]:
         )
         if isinstance(bus, PubSubBus):
             bus.pull_timeout = 1.0  # how long an empty pull waits on the emulator
-        bus.setup()
+        setup_bus(bus)
         made.append(bus)
         return bus
 
@@ -44,8 +52,8 @@ def make_bus(settings: Settings) -> Iterator[BusFactory]:
 
 
 def _backlog_is_empty(bus: Bus) -> bool:
-    stats = bus.stats()
-    if stats.backlog is not None:
+    stats = bus_stats(bus)
+    if stats is not None and stats.backlog is not None:
         return stats.backlog == 0
     return bus.pull(10) == []  # Pub/Sub: nothing deliverable (leases here are expired)
 
@@ -170,3 +178,44 @@ def test_dead_letter_with_a_reason(make_bus: BusFactory) -> None:
 def test_published_messages_survive_a_new_connection(make_bus: BusFactory) -> None:
     make_bus().publish(_msgs("kept"))
     assert [m.data for m in make_bus().pull(10)] == [b"kept"]
+
+
+# -- the optional abilities: each backend claims those it has, and only those ----------
+
+
+def test_setup_is_claimed_and_creates_only_what_is_missing(make_bus: BusFactory) -> None:
+    bus = make_bus()
+    assert isinstance(bus, SupportsSetup)
+    bus.publish(_msgs("kept"))
+    setup_bus(bus)  # again, on a bus in use
+    assert [m.data for m in bus.pull(10)] == [b"kept"]
+
+
+def test_stats_are_claimed_only_where_they_are_counted(make_bus: BusFactory) -> None:
+    bus = make_bus()
+    if not isinstance(bus, SupportsStats):
+        assert bus_stats(bus) is None
+        return
+    bus.publish(_msgs("a", "b", key="k"))
+    (first,) = bus.pull(1)
+    stats = bus_stats(bus)
+    assert stats is not None
+    assert (stats.backlog, stats.leased, stats.dead_letters) == (2, 1, 0)
+    assert stats.oldest_unacked_seconds is not None and stats.oldest_unacked_seconds >= 0
+    assert stats.next_lease_due_seconds is not None and stats.next_lease_due_seconds > 0
+    bus.dead_letter(first, "bad")
+    stats = bus.stats()
+    assert (stats.backlog, stats.leased, stats.dead_letters) == (1, 0, 1)
+
+
+def test_inspection_is_claimed_and_reads_dead_letters_without_taking_them(
+    make_bus: BusFactory,
+) -> None:
+    bus = make_bus()
+    assert isinstance(bus, SupportsInspection)
+    assert bus.dead_letters(10) == []
+    bus.publish(_msgs("bad"))
+    (bad,) = bus.pull(10)
+    bus.dead_letter(bad, "unreadable")
+    assert [m.data for m in _eventually(lambda: bus.dead_letters(10))] == [b"bad"]
+    assert [m.data for m in _eventually(lambda: bus.dead_letters(10))] == [b"bad"]  # still there

@@ -8,12 +8,13 @@ import pytest
 
 from ey_platform.bus.base import Bus
 from ey_platform.lake.base import Lake
-from ey_platform.pipelines.batch import BatchPipeline
-from ey_platform.pipelines.poller_state import PollerState
-from ey_platform.pipelines.stream import CartConsumer, CartPoller, _rows
+from ey_platform.pipelines.consumer import CartConsumer, _rows
+from ey_platform.pipelines.poller import CartPoller
 from ey_platform.settings import Settings
 from ey_platform.source.client import FakeStoreClient
+from ey_platform.state.sqlite import SQLitePollerState
 from ey_platform.warehouse.base import Warehouse
+from ey_platform.wiring import batch_pipeline
 from tests.conftest import FakeStore
 
 DAY = date(2026, 11, 26)
@@ -21,11 +22,11 @@ pytestmark = pytest.mark.slow
 
 
 def test_batch_reruns_leave_the_warehouse_as_one_run(
-    fakestore: FakeStore, lake: Lake, warehouse: Warehouse
+    fakestore: FakeStore, settings: Settings, lake: Lake, warehouse: Warehouse
 ) -> None:
     raw = warehouse.raw
     with FakeStoreClient(fakestore.url) as client:
-        pipeline = BatchPipeline(lake, warehouse, client)
+        pipeline = batch_pipeline(settings, client)  # the backends of `lake` and `warehouse`
         first = pipeline.run(["products", "users"], DAY)
         assert [r.loaded for r in first] == [20, 10]
         snapshot = warehouse.query(f"SELECT id, _record_hash FROM {raw}.users ORDER BY id")
@@ -43,7 +44,7 @@ def test_stream_lands_every_cart_once_despite_a_crash_before_the_ack(
     fakestore: FakeStore, settings: Settings, lake: Lake, warehouse: Warehouse, bus: Bus
 ) -> None:
     raw = warehouse.raw
-    state = PollerState(settings.poller_state_path)
+    state = SQLitePollerState(settings.poller_state_path)
     with FakeStoreClient(fakestore.url) as client:
         poller = CartPoller(client, bus, state, lake)
         assert poller.poll_once().created == 7

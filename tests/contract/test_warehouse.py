@@ -1,10 +1,11 @@
 """The warehouse contract, for DuckDB and BigQuery (on its emulator, loading from the
 Cloud Storage emulator): replace-the-day idempotency, all-or-nothing loads, the event
-sink's exactly-once effect, the run log."""
+sink's exactly-once effect, the run log, and the named reads the pipelines use."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import orjson
 import pytest
@@ -141,8 +142,6 @@ def test_the_event_sink_lands_each_event_once(warehouse: Warehouse) -> None:
 def test_the_landed_cart_states_are_the_last_observed_with_the_highest_version(
     warehouse: Warehouse,
 ) -> None:
-    from ey_platform.pipelines.stream import landed_cart_states
-
     sink = warehouse.event_sink()
     sink.write(
         _batch(
@@ -155,8 +154,76 @@ def test_the_landed_cart_states_are_the_last_observed_with_the_highest_version(
         )
     )
     sink.release()
-    assert sorted(landed_cart_states(warehouse)) == [(1, "ha3", 2), (2, None, 2)]
-    assert landed_cart_states(warehouse, alive_only=True) == [(1, "ha3", 2)]
+    assert sorted(warehouse.cart_states()) == [(1, "ha3", 2), (2, None, 2)]
+    assert warehouse.live_cart_states() == [(1, "ha3", 2)]
+
+
+def test_the_latest_observed_event_wins_over_a_higher_version(warehouse: Warehouse) -> None:
+    sink = warehouse.event_sink()
+    sink.write(
+        _batch(
+            # deleted after a lost memory: the deletion has the lower version, seen last
+            _event("c1", 3, 3, "cart_updated"),
+            _event("c2", 3, 1, "cart_deleted", extracted="2026-11-26T10:07:00+00:00"),
+            # observed at the same instant (a crash before the state was saved): the
+            # higher version wins
+            _event("d1", 4, 1, "cart_created", extracted="2026-11-26T10:03:00+00:00"),
+            _event("d2", 4, 2, "cart_updated", extracted="2026-11-26T10:03:00+00:00"),
+            _event("f1", 6, 2, "cart_updated", extracted="2026-11-26T10:03:00+00:00"),
+            _event("f2", 6, 1, "cart_created", extracted="2026-11-26T10:03:00+00:00"),
+            # deleted, then created again
+            _event("e1", 5, 1),
+            _event("e2", 5, 2, "cart_deleted", extracted="2026-11-26T10:01:00+00:00"),
+            _event("e3", 5, 3, "cart_created", extracted="2026-11-26T10:02:00+00:00"),
+        )
+    )
+    sink.release()
+    assert sorted(warehouse.cart_states()) == [
+        (3, None, 3),
+        (4, "hd2", 2),
+        (5, "he3", 3),
+        (6, "hf1", 2),
+    ]
+    assert sorted(warehouse.live_cart_states()) == [(4, "hd2", 2), (5, "he3", 3), (6, "hf1", 2)]
+    rows = warehouse.query(
+        f"SELECT cart_id, event_id, event_type, top_version FROM {warehouse.raw}.cart_states "
+        "ORDER BY cart_id"
+    )
+    assert [tuple(r) for r in rows] == [
+        (3, "c2", "cart_deleted", 3),
+        (4, "d2", "cart_updated", 2),
+        (5, "e3", "cart_created", 3),
+        (6, "f1", "cart_updated", 2),
+    ]
+
+
+def test_no_cart_landed_no_cart_state(warehouse: Warehouse) -> None:
+    assert warehouse.cart_states() == []
+    assert warehouse.live_cart_states() == []
+
+
+def _columns(warehouse: Warehouse, name: str) -> list[tuple[str, str]]:
+    """The columns of a raw table or view, with their types, as the backend has them."""
+    from ey_platform.warehouse.bigquery import BigQueryWarehouse
+
+    if isinstance(warehouse, BigQueryWarehouse):  # a query's schema: the same for a view
+        _, rows = warehouse.run(f"SELECT * FROM {warehouse.table(name)} LIMIT 0")
+        return [(f.name, f.field_type) for f in rows.schema]
+    rows = warehouse.query(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [warehouse.raw, name],
+    )
+    return [(str(column), str(kind)) for column, kind in rows]
+
+
+def test_the_cart_states_view_has_every_column_of_the_events_and_the_top_version(
+    warehouse: Warehouse,
+) -> None:
+    events = _columns(warehouse, "carts_events")
+    assert len(events) == 13
+    version_type = dict(events)["cart_version"]
+    assert _columns(warehouse, "cart_states") == [*events, ("top_version", version_type)]
 
 
 def test_a_run_is_recorded_once_with_its_last_state(warehouse: Warehouse) -> None:
@@ -173,16 +240,35 @@ def test_a_run_is_recorded_once_with_its_last_state(warehouse: Warehouse) -> Non
 def test_a_day_is_finished_once_every_entity_has_a_run_that_ended_well(
     warehouse: Warehouse,
 ) -> None:
-    from ey_platform.pipelines.batch import day_finished
+    def day_finished(day: date, entities: tuple[str, ...]) -> bool:
+        return set(entities) <= warehouse.finished_entities("batch", day)
 
     entities = ("products", "users")
     warehouse.record_run(RunRecord("r1", "batch", "products", DAY, NOW, "api", "loaded"))
     warehouse.record_run(RunRecord("r2", "batch", "users", DAY, NOW, "api", "failed"))
     warehouse.record_run(RunRecord("r3", "batch", "users", date(2026, 11, 25), NOW, "api"))
-    assert not day_finished(warehouse, DAY, entities)  # users failed that day
+    assert not day_finished(DAY, entities)  # users failed that day
     warehouse.record_run(RunRecord("r4", "batch", "users", DAY, NOW, "api", "unchanged"))
-    assert day_finished(warehouse, DAY, entities)
-    assert not day_finished(warehouse, date(2026, 11, 25), entities)
+    assert day_finished(DAY, entities)
+    assert not day_finished(date(2026, 11, 25), entities)
+
+
+def test_finished_entities_are_those_of_the_job_and_day_that_ended_well(
+    warehouse: Warehouse,
+) -> None:
+    for run in (
+        RunRecord("r1", "batch", "products", DAY, NOW, "api", "loaded"),
+        RunRecord("r2", "batch", "users", DAY, NOW, "api", "running"),
+        RunRecord("r3", "batch", "carts", DAY, NOW, "api", "abandoned"),
+        RunRecord("r4", "backfill", "users", DAY, NOW, "lake", "loaded"),
+        RunRecord("r5", "batch", "users", date(2026, 11, 25), NOW, "api", "unchanged"),
+        RunRecord("r6", "batch", "products", DAY, NOW, "api", "unchanged"),
+    ):
+        warehouse.record_run(run)
+    assert warehouse.finished_entities("batch", DAY) == {"products"}
+    assert warehouse.finished_entities("backfill", DAY) == {"users"}
+    assert warehouse.finished_entities("batch", date(2026, 11, 25)) == {"users"}
+    assert warehouse.finished_entities("batch", date(2026, 11, 24)) == set()
 
 
 def test_a_failing_query_raises_a_warehouse_error_naming_the_cause(warehouse: Warehouse) -> None:
@@ -250,3 +336,73 @@ def test_events_loaded_since_counts_what_landed_after(warehouse: Warehouse) -> N
     sink.release()
     assert warehouse.events_loaded_since(before) == 2
     assert warehouse.events_loaded_since(datetime.now(UTC) + timedelta(seconds=5)) == 0
+
+
+def _create(warehouse: Warehouse, name: str, *rows: str) -> None:
+    """A model of the transform with ``rows`` (SELECT lists), as dbt would leave it."""
+    select = " UNION ALL ".join(f"SELECT {row}" for row in rows)
+    warehouse.query(f"CREATE TABLE {warehouse.analytics}.{name} AS {select}")
+
+
+def _build_marts(warehouse: Warehouse) -> None:
+    staged = ("stg_products", "stg_users", "stg_cart_events", "stg_cart_states")
+    for name in (*staged, "int_products_latest", "int_users_latest", "products_snapshot"):
+        _create(warehouse, name, "1 AS n", "2 AS n")
+    _create(warehouse, "dim_users", "1 AS user_key")
+    _create(warehouse, "fact_order_totals", "1 AS cart_id", "2 AS cart_id", "3 AS cart_id")
+    _create(
+        warehouse,
+        "dim_products",
+        "'p1' AS product_key, 'electronics' AS category",
+        "'p2', 'jewelery'",
+        "'p3', 'clothing'",
+    )
+    _create(
+        warehouse,
+        "fact_orders",
+        "1 AS cart_id, 'p1' AS product_key, CAST(10.5 AS NUMERIC) AS line_amount, 2 AS quantity",
+        "1, 'p2', CAST(3.25 AS NUMERIC), 1",
+        "3, 'p1', CAST(21 AS NUMERIC), 4",
+    )
+
+
+def test_the_mart_summary_counts_every_layer_and_the_live_carts(
+    lake: Lake, warehouse: Warehouse
+) -> None:
+    _load(warehouse, "run1", _land(lake, "run1", range(1, 6)))
+    sink = warehouse.event_sink()
+    sink.write(
+        _batch(
+            _event("a1", 1, 1),
+            _event("b1", 2, 1),
+            _event("b2", 2, 2, "cart_deleted", extracted="2026-11-26T10:05:00+00:00"),
+            _event("c1", 3, 1),
+        )
+    )
+    sink.release()
+    _build_marts(warehouse)
+    summary = warehouse.mart_summary()
+    raw, marts = warehouse.raw, warehouse.analytics
+    assert summary.layers == [
+        ("raw", f"{raw}.products", 5),
+        ("raw", f"{raw}.users", 0),
+        ("raw", f"{raw}.carts_events", 4),
+        ("staging", f"{marts}.stg_products", 2),
+        ("staging", f"{marts}.stg_users", 2),
+        ("staging", f"{marts}.stg_cart_events", 2),
+        ("staging", f"{marts}.stg_cart_states", 2),
+        ("intermediate", f"{marts}.int_products_latest", 2),
+        ("intermediate", f"{marts}.int_users_latest", 2),
+        ("snapshot", f"{marts}.products_snapshot", 2),
+        ("marts", f"{marts}.dim_products", 3),
+        ("marts", f"{marts}.dim_users", 1),
+        ("marts", f"{marts}.fact_orders", 3),
+        ("marts", f"{marts}.fact_order_totals", 3),
+    ]
+    assert summary.events_table == f"{raw}.carts_events"
+    assert (summary.event_carts, summary.fact_carts) == (2, 2)
+    assert summary.revenue == [
+        ("electronics", Decimal("31.5"), 6),
+        ("jewelery", Decimal("3.25"), 1),
+    ]
+    assert all(isinstance(amount, Decimal) for _, amount, _ in summary.revenue)

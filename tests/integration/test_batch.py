@@ -19,8 +19,10 @@ from ey_platform.lake.base import manifests
 from ey_platform.lake.local import LocalLake
 from ey_platform.locks import job_lock
 from ey_platform.pipelines.batch import BatchPipeline
+from ey_platform.settings import load_settings
 from ey_platform.source.client import FakeStoreClient
 from ey_platform.warehouse.duckdb import DuckDBWarehouse
+from ey_platform.wiring import batch_pipeline
 from tests.conftest import FakeStore
 
 DAY = date(2026, 11, 26)
@@ -47,8 +49,10 @@ def pipeline(
     client = FakeStoreClient(url) if url else None
     if client:
         _clients.append(client)
-    wh = warehouse or DuckDBWarehouse(data_dir / "warehouse.duckdb", lock_timeout=5)
-    return BatchPipeline(LocalLake(data_dir / "lake"), wh, client)
+    if warehouse is not None:  # one that misbehaves on purpose
+        return BatchPipeline(LocalLake(data_dir / "lake"), warehouse, client)
+    settings = load_settings(data_dir=data_dir, warehouse={"duckdb": {"lock_timeout": 5}})
+    return batch_pipeline(settings, client)
 
 
 RAW_COLUMNS = (
@@ -258,7 +262,7 @@ def test_the_job_lock_refuses_a_second_holder(tmp_path: Path) -> None:
 
 
 def _batch_cli(url: str, data_dir: Path, *extra: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "EYP_WAREHOUSE__LOCK_TIMEOUT": "30"}
+    env = {**os.environ, "EYP_WAREHOUSE__DUCKDB__LOCK_TIMEOUT": "30"}
     return subprocess.Popen(
         [
             sys.executable,

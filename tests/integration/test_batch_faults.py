@@ -203,7 +203,9 @@ def test_a_busy_warehouse_is_still_waited_for_then_named_busy(
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline()
-        result = cli(data, fakestore.url, "batch", "--date", DAY, EYP_WAREHOUSE__LOCK_TIMEOUT="1")
+        result = cli(
+            data, fakestore.url, "batch", "--date", DAY, EYP_WAREHOUSE__DUCKDB__LOCK_TIMEOUT="1"
+        )
         line = one_error_line(result)
         assert "is busy for more than 1s" in line and "damaged" not in line
     finally:

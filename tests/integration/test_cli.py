@@ -115,9 +115,9 @@ def test_config_shows_the_default_paths_resolved(tmp_path: Path) -> None:
     shown = orjson.loads(result.stdout)
     data = tmp_path.resolve() / "relative"
     assert shown["data_dir"] == str(data)
-    assert shown["lake"]["root"] == str(data / "lake")
-    assert shown["warehouse"]["duckdb_path"] == str(data / "warehouse.duckdb")
-    assert shown["bus"]["sqlite_path"] == str(data / "bus.sqlite3")
+    assert shown["lake"]["local"]["root"] == str(data / "lake")
+    assert shown["warehouse"]["duckdb"]["path"] == str(data / "warehouse.duckdb")
+    assert shown["bus"]["sqlite"]["path"] == str(data / "bus.sqlite3")
     assert shown["poller_state_path"] == str(data / "stream" / "poller.sqlite3")
 
 

@@ -26,6 +26,7 @@ import typer.main
 from rich.console import Console
 
 from ey_platform import cli
+from ey_platform.cli import output
 from ey_platform.pipelines.batch import BatchResult
 from tests.conftest import FakeStore
 
@@ -142,7 +143,7 @@ def test_batch_in_a_terminal_draws_a_bar_per_entity_below_whole_log_lines(
 
 def test_a_bar_shows_the_total_when_the_pipeline_gives_it() -> None:
     out = io.StringIO()
-    bars = cli._Bars(Console(file=out, width=100, force_terminal=True))
+    bars = output._Bars(Console(file=out, width=100, force_terminal=True))
     with bars.bar:
         bars.update("products", 500, total=2_000)
         bars.bar.refresh()
@@ -157,7 +158,7 @@ def test_a_bar_shows_the_total_when_the_pipeline_gives_it() -> None:
 
 def _print(monkeypatch: pytest.MonkeyPatch, printer: Any, *args: Any) -> list[str]:
     out = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=out, width=80))
+    monkeypatch.setattr(output, "console", Console(file=out, width=80))
     printer(*args)
     lines = out.getvalue().splitlines()
     assert max(len(line) for line in lines) <= 80 and "…" not in out.getvalue()
@@ -173,7 +174,7 @@ def test_the_batch_table_keeps_numbers_and_ids_whole_at_80_columns(
         BatchResult("products", day, RUN_ID, "loaded", loaded=199_990, seconds=12.5, **counts),
         BatchResult("users", day, RUN_ID, "unchanged", loaded=0, seconds=1234.56, **counts),
     ]
-    shown = "\n".join(_print(monkeypatch, cli._print_batch, results))
+    shown = "\n".join(_print(monkeypatch, output.print_batch, results))
     assert f"Batch 2026-11-26 (run {RUN_ID})" in shown
     assert shown.count("200,000") == 2 and shown.count("199,990") == 3
     assert "1234.56" in shown and "unchanged" in shown
@@ -185,7 +186,7 @@ def test_a_number_too_wide_for_80_columns_folds_instead_of_being_cut(
     huge = 123_456_789_012_345
     counts = dict.fromkeys(["extracted", "valid", "quarantined", "landed", "loaded"], huge)
     results = [BatchResult(e, date(2026, 11, 26), RUN_ID, "loaded", **counts) for e in "ab"]
-    lines = _print(monkeypatch, cli._print_batch, results)
+    lines = _print(monkeypatch, output.print_batch, results)
     assert sum(line.startswith("│") for line in lines) > len(results)  # the rows did fold
     for column in range(2, 6):  # every digit is there, read down the column
         assert _down(lines, column) == f"{huge:,}" * 2
@@ -211,7 +212,7 @@ def test_the_summary_tables_fold_a_long_name_instead_of_cutting_it(
         revenue=[("women's clothing", 98_765_432.1, 1_234_567)],
         total_revenue=98_765_432.1,
     )
-    lines = _print(monkeypatch, cli._print_summary, summary)
+    lines = _print(monkeypatch, output.print_summary, summary)
     layers = lines[: next(i for i, line in enumerate(lines) if line.startswith("└"))]
     assert _down(layers, 1) == f"{events}fact_orders"
     assert _down(layers, 2) == "1,234,5677"

@@ -18,7 +18,8 @@ import pytest
 from ey_platform.bus.base import Message
 from ey_platform.bus.sqlite import SQLiteBus
 from ey_platform.errors import BusError, StateError
-from ey_platform.pipelines.poller_state import PollerState, PollResult
+from ey_platform.state.base import PollResult
+from ey_platform.state.sqlite import SQLitePollerState
 from tests.conftest import FakeStore
 
 READ_ONLY = "read-only file system"
@@ -135,15 +136,15 @@ def test_a_poller_state_on_a_full_disk_refuses_writes_and_keeps_every_cart(
     small_disk: Path,
 ) -> None:
     path = small_disk / "stream" / "poller.sqlite3"
-    state = PollerState(path)
+    state = SQLitePollerState(path)
     state.save(_carts(500))
     state.close()
     filler = _fill(small_disk)
     with pytest.raises(StateError) as exc:
-        PollerState(path)
+        SQLitePollerState(path)
     _one_line(exc, f"poller state {path}: open failed: {FULL}")
     filler.unlink()
-    state = PollerState(path)
+    state = SQLitePollerState(path)
     filler = _fill(small_disk)  # while the state is open
     with pytest.raises(StateError) as exc:
         state.save(_carts(20_000))  # about 2 MB
@@ -153,7 +154,7 @@ def test_a_poller_state_on_a_full_disk_refuses_writes_and_keeps_every_cart(
     _one_line(exc, f"poller state {path}: record poll failed: {FULL}")
     state.close()
     filler.unlink()
-    state = PollerState(path)
+    state = SQLitePollerState(path)
     assert sorted(state.load()) == list(range(500))
     assert state.last_poll() is None
     state.close()
@@ -191,14 +192,14 @@ def test_a_poller_state_in_a_read_only_folder_refuses_to_open_for_writing(
     read_only: tuple[Path, Path],
 ) -> None:
     folder, view = read_only
-    state = PollerState(folder / "poller.sqlite3")
+    state = SQLitePollerState(folder / "poller.sqlite3")
     state.save(_carts(3))
     state.close()
     for path in (view / "poller.sqlite3", view / "stream" / "poller.sqlite3"):
         with pytest.raises(StateError) as exc:
-            PollerState(path)
+            SQLitePollerState(path)
         _one_line(exc, f"poller state {path}: open failed: {READ_ONLY}")
-    state = PollerState(folder / "poller.sqlite3")
+    state = SQLitePollerState(folder / "poller.sqlite3")
     assert sorted(state.load()) == [0, 1, 2]
     state.close()
 
@@ -211,7 +212,7 @@ def test_read_only_openers_read_a_closed_wal_file_in_a_read_only_folder(
 ) -> None:
     folder, view = read_only
     _bus_with(folder / "bus.sqlite3", 30)
-    state = PollerState(folder / "poller.sqlite3")
+    state = SQLitePollerState(folder / "poller.sqlite3")
     state.save(_carts(4))
     state.record_poll(PollResult("poll-1", 1.0, "succeeded", 2.0, fetched=4))
     state.close()
@@ -222,14 +223,14 @@ def test_read_only_openers_read_a_closed_wal_file_in_a_read_only_folder(
     assert (stats.backlog, stats.leased, stats.dead_letters) == (30, 0, 0)
     assert bus.dead_letters() == []
     bus.close()
-    read = PollerState.open_read_only(view / "poller.sqlite3")
+    read = SQLitePollerState.open_read_only(view / "poller.sqlite3")
     assert read is not None
     assert sorted(read.load()) == [0, 1, 2, 3]
     last = read.last_poll()
     assert last is not None and last.fetched == 4
     read.close()
     assert SQLiteBus.open_read_only(view / "missing.sqlite3") is None
-    assert PollerState.open_read_only(view / "stream" / "poller.sqlite3") is None
+    assert SQLitePollerState.open_read_only(view / "stream" / "poller.sqlite3") is None
 
 
 WRITER = """
@@ -237,11 +238,12 @@ import sys
 from pathlib import Path
 from ey_platform.bus.base import Message
 from ey_platform.bus.sqlite import SQLiteBus
-from ey_platform.pipelines.poller_state import PollerState, PollResult
+from ey_platform.state.base import PollResult
+from ey_platform.state.sqlite import SQLitePollerState
 
 bus = SQLiteBus(Path(sys.argv[1]) / "bus.sqlite3")
 bus.setup()
-state = PollerState(Path(sys.argv[1]) / "poller.sqlite3")
+state = SQLitePollerState(Path(sys.argv[1]) / "poller.sqlite3")
 for line in sys.stdin:
     n = int(line)
     bus.publish([Message(b"x")] * n)
@@ -279,7 +281,7 @@ def test_read_only_openers_see_the_commits_of_a_writer_through_a_read_only_view(
     _, view = read_only
     _write(writer, 5)
     bus = SQLiteBus.open_read_only(view / "bus.sqlite3")
-    state = PollerState.open_read_only(view / "poller.sqlite3")
+    state = SQLitePollerState.open_read_only(view / "poller.sqlite3")
     assert bus is not None and state is not None
     assert bus.stats().backlog == 5
     _write(writer, 3)
@@ -403,7 +405,7 @@ def test_the_cli_on_a_full_disk_says_so_and_loses_nothing(
     tmp_path: Path, small_disk: Path, fakestore: FakeStore
 ) -> None:
     data = tmp_path / "data"
-    env = {"EYP_BUS__SQLITE_PATH": str(small_disk / "bus.sqlite3")}
+    env = {"EYP_BUS__SQLITE__PATH": str(small_disk / "bus.sqlite3")}
     code, _, err = _cli(data, "poll", "--once", "--api-url", fakestore.url, env=env)
     assert code == 0, err
     filler = _fill(small_disk)

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +22,13 @@ from ey_platform.bus.base import Message
 from ey_platform.bus.sqlite import SQLiteBus
 from ey_platform.errors import BusError, WarehouseError
 from ey_platform.lake.local import LocalLake
-from ey_platform.pipelines.poller_state import PollerState
-from ey_platform.pipelines.stream import (
-    CartConsumer,
-    CartPoller,
-    ConsumeResult,
-    landed_cart_states,
-)
+from ey_platform.pipelines.consumer import CartConsumer, ConsumeResult
+from ey_platform.pipelines.poller import CartPoller
 from ey_platform.source.client import FakeStoreClient
 from ey_platform.source.data import Catalog
 from ey_platform.source.faults import FaultPlan
 from ey_platform.source.server import ServerState, create_app, serve_in_thread
+from ey_platform.state.sqlite import SQLitePollerState
 from ey_platform.warehouse.base import EventRows, EventSink
 from ey_platform.warehouse.duckdb import DuckDBWarehouse
 
@@ -48,17 +43,17 @@ class Stack:
         self.warehouse = DuckDBWarehouse(data / "warehouse.duckdb")
         self.warehouse.setup()
         self.client = FakeStoreClient(url)
-        self.states: list[PollerState] = []
+        self.states: list[SQLitePollerState] = []
 
     def poller(self, reconcile_every: float = 3600.0) -> CartPoller:
-        state = PollerState(self.data / "stream" / "poller.sqlite3")  # a fresh process's view
+        state = SQLitePollerState(self.data / "stream" / "poller.sqlite3")  # a fresh process's view
         self.states.append(state)
         return CartPoller(
             self.client,
             self.bus,
             state,
             LocalLake(self.data / "lake"),
-            landed=partial(landed_cart_states, self.warehouse),
+            landed=self.warehouse,
             reconcile_every=reconcile_every,
         )
 
@@ -309,8 +304,29 @@ def test_a_poller_that_lost_its_state_starts_from_the_warehouse(
     assert poller.poll_once().published == 0  # and nothing is left to fix
 
 
+class _Asked:
+    """The warehouse's cart states, recording what the poller asked for (True: the live
+    carts only); with ``fail_first``, the first question fails as a locked warehouse."""
+
+    def __init__(self, stack: Stack, asked: list[bool], *, fail_first: bool = False) -> None:
+        self.warehouse, self.asked, self.fail_first = stack.warehouse, asked, fail_first
+
+    def _ask(self, alive_only: bool) -> None:
+        self.asked.append(alive_only)
+        if self.fail_first and len(self.asked) == 1:
+            raise WarehouseError("warehouse locked")
+
+    def cart_states(self) -> Any:
+        self._ask(False)
+        return self.warehouse.cart_states()
+
+    def live_cart_states(self) -> Any:
+        self._ask(True)
+        return self.warehouse.live_cart_states()
+
+
 def _poller_asking(stack: Stack, landed: Any) -> CartPoller:
-    state = PollerState(stack.data / "stream" / "poller.sqlite3")
+    state = SQLitePollerState(stack.data / "stream" / "poller.sqlite3")
     stack.states.append(state)
     return CartPoller(stack.client, stack.bus, state, LocalLake(stack.data / "lake"), landed=landed)
 
@@ -325,23 +341,12 @@ def test_a_recovery_counts_as_the_check_and_a_failed_check_is_tried_again(
     stack.states.clear()
     for leftover in (stack.data / "stream").glob("poller.sqlite3*"):
         leftover.unlink()
-    asked: list[bool] = []
-
-    def landed(alive_only: bool) -> Any:
-        asked.append(alive_only)
-        return landed_cart_states(stack.warehouse, alive_only)
-
-    assert _poller_asking(stack, landed).poll_once().unchanged == 50
+    asked: list[bool] = []  # alive only?
+    assert _poller_asking(stack, _Asked(stack, asked)).poll_once().unchanged == 50
     assert asked == [False]  # the recovery, and no check of what it just read
 
     down: list[bool] = []
-
-    def unreachable(alive_only: bool) -> Any:
-        down.append(alive_only)
-        if len(down) == 1:
-            raise WarehouseError("warehouse locked")
-        return landed_cart_states(stack.warehouse, alive_only)
-
+    unreachable = _Asked(stack, down, fail_first=True)
     poller = _poller_asking(stack, unreachable)  # memory intact: a check at its first poll
     assert poller.poll_once().status == "succeeded"  # the check failed, the poll did not
     poller.poll_once()
@@ -381,7 +386,7 @@ def test_a_poller_killed_between_publish_and_state_save_duplicates_nothing(
     url, state = server
     data = tmp_path / "data"
     state_path = data / "stream" / "poller.sqlite3"
-    PollerState(state_path).close()
+    SQLitePollerState(state_path).close()
     state.faults = FaultPlan.parse("latency=1")
     poller = _cli(data, "poll", "--once", "--api-url", url)
     reader = sqlite3.connect(state_path)

@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,15 +17,13 @@ from typing import Any
 import orjson
 import pytest
 
-from ey_platform.backends import make_bus, make_lake, make_warehouse
-from ey_platform.pipelines.batch import BatchPipeline
-from ey_platform.pipelines.poller_state import PollerState
-from ey_platform.pipelines.stream import CartConsumer, CartPoller
+from ey_platform.backends import make_warehouse
 from ey_platform.settings import Settings, load_settings
 from ey_platform.source.client import FakeStoreClient
 from ey_platform.source.data import Catalog
 from ey_platform.source.server import create_app, serve_in_thread
 from ey_platform.transform import BUILD, TransformError, run_dbt
+from ey_platform.wiring import run_batch, stream_parts
 
 pytestmark = pytest.mark.slow
 
@@ -35,20 +34,12 @@ class Platform:
     catalog: Catalog
 
     def batch(self) -> None:
-        with FakeStoreClient(self.cfg.api_url) as client:
-            pipeline = BatchPipeline(make_lake(self.cfg), make_warehouse(self.cfg), client)
-            pipeline.run(["products", "users"], datetime.now(UTC).date())
+        run_batch(self.cfg, datetime.now(UTC).date())
 
     def stream(self) -> None:
-        bus, wh = make_bus(self.cfg), make_warehouse(self.cfg)
-        bus.setup()
-        wh.setup()
-        state = PollerState(self.cfg.poller_state_path)
-        with FakeStoreClient(self.cfg.api_url) as client:
-            CartPoller(client, bus, state, make_lake(self.cfg)).poll_once()
-        CartConsumer(bus, wh.event_sink()).run(drain=True)
-        state.close()
-        bus.close()
+        with stream_parts(self.cfg) as parts:
+            parts.poller.poll_once()
+            parts.consumer.run(drain=True)
 
     def transform(self) -> None:
         run_dbt(self.cfg, *BUILD, quiet=True)
@@ -107,7 +98,9 @@ def test_one_row_per_cart_line_and_revenue_at_the_price_of_the_day(platform: Pla
     for (_, _, line), row in zip(lines, facts, strict=True):
         assert row[2] == line["quantity"]
         assert row[3] == Decimal(str(products[line["productId"]]["price"]))
-    (orders,) = platform.rows("SELECT count(*), sum(order_total) FROM bq_analytics.orders")
+    (orders,) = platform.rows(
+        "SELECT count(*), sum(order_total) FROM bq_analytics.fact_order_totals"
+    )
     assert orders == (len(carts), expected)
 
 
@@ -140,6 +133,48 @@ def test_an_edited_cart_changes_its_lines_and_a_deleted_cart_leaves(platform: Pl
         (0,)
     ]
     assert platform.rows("SELECT count(DISTINCT cart_id) FROM bq_analytics.fact_orders") == [(6,)]
+
+
+def _land_state(cfg: Settings, cart: dict[str, Any], version: int, extracted: datetime) -> None:
+    """One event of ``cart`` in bq_raw.carts_events, as the consumer lands it."""
+    row = [
+        uuid.uuid4().hex,
+        cart["id"],
+        version,
+        orjson.dumps(cart).decode(),
+        extracted,
+        extracted,
+        uuid.uuid4().hex,
+        extracted,
+    ]
+    with make_warehouse(cfg).connect() as con:  # type: ignore[attr-defined]
+        con.execute(
+            "INSERT INTO bq_raw.carts_events (event_id, event_type, schema_version, cart_id, "
+            "cart_version, content_hash, cart, extracted_at, published_at, _bus_message_id, "
+            "_bus_publish_time, _loaded_at, _event_date) "
+            "VALUES (?, 'cart_updated', 1, ?, ?, 'restarted', ?, ?, ?, ?, ?, now(), today())",
+            row,
+        )
+
+
+def test_the_last_observed_state_wins_when_versions_restart(platform: Platform) -> None:
+    """A poller that lost its memory publishes carts again from version 1: fact_orders
+    takes each cart's state extracted last (bq_raw.cart_states), not its highest version."""
+    platform.everything()
+
+    def lines(cart_id: int) -> list[tuple[Any, ...]]:
+        return platform.rows(
+            f"SELECT line_number, quantity FROM bq_analytics.fact_orders WHERE cart_id = {cart_id}"
+        )
+
+    carts, kept, now = _carts(platform.catalog), lines(4), datetime.now(UTC)
+    restarted = {**carts[3], "products": [{"productId": 7, "quantity": 9}]}
+    _land_state(platform.cfg, restarted, version=1, extracted=now + timedelta(minutes=1))
+    stale = {**carts[4], "products": [{"productId": 7, "quantity": 8}]}
+    _land_state(platform.cfg, stale, version=99, extracted=now - timedelta(days=1))
+    platform.transform()
+    assert lines(3) == [(1, 9)]
+    assert lines(4) == kept
 
 
 def test_a_price_change_makes_a_new_version_and_old_orders_keep_their_price(
@@ -269,7 +304,7 @@ def test_dataset_settings_move_every_layer(tmp_path: Path) -> None:
 
 def test_duckdb_holds_one_row_per_event_id_by_itself(tmp_path: Path) -> None:
     """stg_cart_events skips its deduplication window on DuckDB (one_row_per_event in
-    src/ey_platform/dbt/macros/warehouse.sql) because the raw table's key makes a
+    src/ey_platform/dbt/macros/one_row_per_event.sql) because the raw table's key makes a
     duplicate impossible. If that key goes, this fails, and the window must come back."""
     import duckdb
 
@@ -296,7 +331,7 @@ def test_a_dbt_exception_is_one_error_line_and_no_traceback(tmp_path: Path, quie
         *(["--quiet"] if quiet else []),
         "--data-dir",
         str(tmp_path / "data"),
-        EYP_WAREHOUSE__DUCKDB_PATH=str(warehouse),
+        EYP_WAREHOUSE__DUCKDB__PATH=str(warehouse),
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
@@ -309,7 +344,7 @@ def test_a_dbt_exception_is_one_error_line_and_no_traceback(tmp_path: Path, quie
 
 def _zero_a_header_block(path: Path) -> None:
     """A real warehouse file, damaged: DuckDB's error names the block it cannot trust."""
-    make_warehouse(load_settings(warehouse={"duckdb_path": path})).setup()
+    make_warehouse(load_settings(warehouse={"duckdb": {"path": path}})).setup()
     with path.open("r+b") as f:
         f.seek(4096)
         f.write(bytes(4096))
@@ -340,7 +375,7 @@ def busy() -> Iterator[_Busy]:
 
 
 def test_a_damaged_warehouse_fails_at_once(tmp_path: Path, busy: _Busy) -> None:
-    cfg = load_settings(data_dir=tmp_path / "data", warehouse={"lock_timeout": 10})
+    cfg = load_settings(data_dir=tmp_path / "data", warehouse={"duckdb": {"lock_timeout": 10}})
     _zero_a_header_block(cfg.duckdb_path)
     with pytest.raises(TransformError, match=r"Corrupt database file: .* in block at location"):
         run_dbt(cfg, "run", "--select", "stg_users", quiet=True)
@@ -357,7 +392,7 @@ HOLD = (
 def test_a_warehouse_another_process_holds_is_waited_for(
     tmp_path: Path, busy: _Busy, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cfg = load_settings(data_dir=tmp_path / "data", warehouse={"lock_timeout": 60})
+    cfg = load_settings(data_dir=tmp_path / "data", warehouse={"duckdb": {"lock_timeout": 60}})
     make_warehouse(cfg).setup()
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(cfg.duckdb_path)],

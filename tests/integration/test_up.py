@@ -18,8 +18,8 @@ import duckdb
 import pytest
 
 from ey_platform.errors import PlatformError
+from ey_platform.pipelines.control import Stopper
 from ey_platform.pipelines.platform import Scheduler, first_batch, next_run
-from ey_platform.pipelines.stream import Stopper
 from ey_platform.source.data import Catalog
 from ey_platform.source.server import create_app, serve_in_thread
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import orjson
 
+from ey_platform.events import Change, content_hash, encode, event_id
 from ey_platform.models import event_adapter
-from ey_platform.pipelines.stream import _Event, _messages, content_hash, event_id
 
 EXTRACTED = datetime(2026, 11, 26, 23, 0, 0, 123456, tzinfo=UTC)
 PUBLISHED = datetime(2026, 11, 26, 23, 0, 1, tzinfo=UTC)
@@ -19,8 +19,8 @@ def test_a_change_and_a_deletion_are_the_json_of_their_envelope() -> None:
         b'"products":[{"productId":1,"quantity":3}],"__v":0}'
     )
     digest = content_hash(cart)
-    changed, deleted = _messages(
-        [_Event(7, 2, "cart_updated", digest, cart), _Event(8, 3, "cart_deleted", None, None)],
+    changed, deleted = encode(
+        [Change(7, 2, "cart_updated", digest, cart), Change(8, 3, "cart_deleted", None, None)],
         EXTRACTED,
         PUBLISHED,
     )

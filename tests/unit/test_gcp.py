@@ -19,7 +19,7 @@ from ey_platform.bus.pubsub import PubSubBus, ack_failures
 from ey_platform.errors import ConfigError, LakeError, WarehouseError
 from ey_platform.gcp import api_errors
 from ey_platform.settings import Settings, load_settings
-from ey_platform.warehouse.bigquery import _literal, _string
+from ey_platform.warehouse.bigquery.literals import sql_literal, sql_string
 
 
 @pytest.mark.parametrize("make", [make_lake, make_warehouse, make_bus])
@@ -41,6 +41,11 @@ def test_storage_read_without_its_package_names_the_setting(
     settings = Settings(profile="gcp", gcp={"project": "p", "bigquery_storage_read": True})
     with pytest.raises(ConfigError, match="EYP_GCP__BIGQUERY_STORAGE_READ=true needs"):
         make_warehouse(settings)
+    settings = Settings(
+        profile="gcp", gcp={"project": "p"}, warehouse={"bigquery": {"storage_read": True}}
+    )
+    with pytest.raises(ConfigError, match="EYP_WAREHOUSE__BIGQUERY__STORAGE_READ=true needs"):
+        make_warehouse(settings)
 
 
 def test_missing_credentials_are_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,14 +63,14 @@ def test_api_errors_become_platform_errors_of_one_line() -> None:
 
 
 def test_sql_literals_are_quoted_and_control_characters_refused() -> None:
-    assert _string("it's a \\ path") == "'it\\'s a \\\\ path'"
-    assert _literal(None) == "NULL" and _literal(True) == "TRUE" and _literal(7) == "7"
-    assert _literal(date(2026, 11, 26)) == "DATE '2026-11-26'"
-    assert _literal(datetime(2026, 11, 26, 2, tzinfo=UTC)) == (
+    assert sql_string("it's a \\ path") == "'it\\'s a \\\\ path'"
+    assert sql_literal(None) == "NULL" and sql_literal(True) == "TRUE" and sql_literal(7) == "7"
+    assert sql_literal(date(2026, 11, 26)) == "DATE '2026-11-26'"
+    assert sql_literal(datetime(2026, 11, 26, 2, tzinfo=UTC)) == (
         "TIMESTAMP '2026-11-26T02:00:00+00:00'"
     )
     with pytest.raises(WarehouseError, match="control character"):
-        _string("run\n1")
+        sql_string("run\n1")
 
 
 def _refusal(**reasons: str) -> InvalidArgument:

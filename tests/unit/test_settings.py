@@ -240,9 +240,173 @@ def test_masked_shows_the_default_paths_resolved(tmp_path: Path) -> None:
     shown = Settings(data_dir=Path("here")).masked()
     data = tmp_path.resolve() / "here"
     assert shown["data_dir"] == str(data)
-    assert shown["lake"]["root"] == str(data / "lake")
-    assert shown["warehouse"]["duckdb_path"] == str(data / "warehouse.duckdb")
-    assert shown["bus"]["sqlite_path"] == str(data / "bus.sqlite3")
+    assert shown["lake"]["local"]["root"] == str(data / "lake")
+    assert shown["warehouse"]["duckdb"]["path"] == str(data / "warehouse.duckdb")
+    assert shown["bus"]["sqlite"]["path"] == str(data / "bus.sqlite3")
     assert shown["poller_state_path"] == str(data / "stream" / "poller.sqlite3")
-    explicit = Settings(lake={"root": "/srv/lake"}).masked()
-    assert explicit["lake"]["root"] == "/srv/lake"
+    explicit = Settings(lake={"local": {"root": "/srv/lake"}}).masked()
+    assert explicit["lake"]["local"]["root"] == "/srv/lake"
+
+
+def _models(model: type[BaseModel]) -> Iterator[type[BaseModel]]:
+    yield model
+    for info in model.model_fields.values():
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            yield from _models(kind)
+
+
+def test_every_section_of_every_backend_is_described() -> None:
+    models = set(_models(Settings))
+    assert len(models) == 14  # Settings, 7 sections, 6 backends inside lake, warehouse, bus
+    assert [m.__name__ for m in models if not m.__doc__] == []
+    undescribed = {
+        m.__name__: [n for n, f in m.model_fields.items() if not f.description] for m in models
+    }
+    assert {name: fields for name, fields in undescribed.items() if fields} == {}
+
+
+# Each setting that moved into its backend's section: old variable, new variable, a value
+# and the attribute path that reads it.
+MOVED = [
+    ("EYP_LAKE__ROOT", "EYP_LAKE__LOCAL__ROOT", "/srv/lake", "lake.local.root"),
+    ("EYP_LAKE__BUCKET", "EYP_LAKE__GCS__BUCKET", "b-1", "lake.gcs.bucket"),
+    (
+        "EYP_WAREHOUSE__DUCKDB_PATH",
+        "EYP_WAREHOUSE__DUCKDB__PATH",
+        "/srv/w.duckdb",
+        "warehouse.duckdb.path",
+    ),
+    (
+        "EYP_WAREHOUSE__LOCK_TIMEOUT",
+        "EYP_WAREHOUSE__DUCKDB__LOCK_TIMEOUT",
+        "7",
+        "warehouse.duckdb.lock_timeout",
+    ),
+    (
+        "EYP_WAREHOUSE__BIGQUERY_LOCATION",
+        "EYP_WAREHOUSE__BIGQUERY__LOCATION",
+        "US",
+        "warehouse.bigquery.location",
+    ),
+    (
+        "EYP_GCP__BIGQUERY_STORAGE_READ",
+        "EYP_WAREHOUSE__BIGQUERY__STORAGE_READ",
+        "true",
+        "warehouse.bigquery.storage_read",
+    ),
+    ("EYP_BUS__SQLITE_PATH", "EYP_BUS__SQLITE__PATH", "/srv/bus.sqlite3", "bus.sqlite.path"),
+    ("EYP_BUS__SYNC", "EYP_BUS__SQLITE__SYNC", "normal", "bus.sqlite.sync"),
+    ("EYP_BUS__EXACTLY_ONCE", "EYP_BUS__PUBSUB__EXACTLY_ONCE", "false", "bus.pubsub.exactly_once"),
+]
+_MOVED_IDS = [old for old, *_ in MOVED]
+
+
+def _read(settings: Settings, path: str) -> Any:
+    value: Any = settings
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _typed(value: str) -> Any:
+    return {"true": True, "false": False, "7": 7.0}.get(
+        value, Path(value) if "/" in value else value
+    )
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A process that has not warned yet, its settings' warnings captured."""
+    monkeypatch.setattr("ey_platform.settings._warned", set())
+    caplog.set_level(logging.WARNING, logger="ey_platform.settings")
+
+
+def _messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "ey_platform.settings"]
+
+
+@pytest.mark.usefixtures("fresh_warnings")
+@pytest.mark.parametrize(("old", "new", "value", "path"), MOVED, ids=_MOVED_IDS)
+def test_the_new_names_are_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    old: str,
+    new: str,
+    value: str,
+    path: str,
+) -> None:
+    monkeypatch.setenv(new, value)
+    assert _read(load_settings(), path) == _typed(value)
+    assert _messages(caplog) == []
+
+
+@pytest.mark.usefixtures("fresh_warnings")
+@pytest.mark.parametrize("origin", ["environment", "dotenv", "keyword"])
+@pytest.mark.usefixtures("fresh_warnings")
+@pytest.mark.parametrize(("old", "new", "value", "path"), MOVED, ids=_MOVED_IDS)
+def test_each_old_name_still_works_and_warns_once(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    origin: str,
+    old: str,
+    new: str,
+    value: str,
+    path: str,
+) -> None:
+    overrides: dict[str, Any] = {}
+    if origin == "environment":
+        monkeypatch.setenv(old, value)
+    elif origin == "dotenv":
+        (tmp_path / ".env").write_text(f"{old}={value}\n")
+    else:
+        section, key = old.removeprefix("EYP_").lower().split("__")
+        overrides[section] = {key: value}
+    assert _read(load_settings(**overrides), path) == _typed(value)
+    assert _read(load_settings(**overrides), path) == _typed(value)
+    assert _messages(caplog) == [f"{old} is deprecated: use {new}"]
+    assert unknown_variables({old: value}) == []  # not misspelt: renamed
+
+
+@pytest.mark.usefixtures("fresh_warnings")
+@pytest.mark.parametrize(("old", "new", "value", "path"), MOVED, ids=_MOVED_IDS)
+def test_given_both_names_the_new_one_wins(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    old: str,
+    new: str,
+    value: str,
+    path: str,
+) -> None:
+    default = _read(Settings(), path)
+    monkeypatch.setenv(new, value)
+    (tmp_path / ".env").write_text(f"{old}={default if default is not None else 'x'}\n")
+    assert _read(load_settings(), path) == _typed(value)
+    assert _messages(caplog) == [f"{old} is deprecated: use {new} (both are set: {new} wins)"]
+
+
+@pytest.mark.usefixtures("fresh_warnings")
+def test_a_bad_value_is_named_as_it_was_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EYP_BUS__SQLITE__SYNC", "sometimes")
+    with pytest.raises(ConfigError, match=r"^invalid configuration: EYP_BUS__SQLITE__SYNC: "):
+        load_settings()
+    monkeypatch.delenv("EYP_BUS__SQLITE__SYNC")
+    with pytest.raises(ConfigError, match=r"^invalid configuration: EYP_BUS__SYNC: "):
+        load_settings(bus={"sync": "sometimes"})
+    settings = Settings(gcp={"bigquery_storage_read": True})
+    assert settings.variable("warehouse", "bigquery", "storage_read") == (
+        "EYP_GCP__BIGQUERY_STORAGE_READ"
+    )
+    assert Settings().variable("warehouse", "bigquery", "storage_read") == (
+        "EYP_WAREHOUSE__BIGQUERY__STORAGE_READ"
+    )
+
+
+@pytest.mark.usefixtures("fresh_warnings")
+def test_old_names_leave_the_callers_dicts_as_they_were() -> None:
+    given = {"lock_timeout": 3, "raw_dataset": "r"}
+    settings = load_settings(warehouse=given)
+    assert settings.warehouse.duckdb.lock_timeout == 3 and settings.warehouse.raw_dataset == "r"
+    assert given == {"lock_timeout": 3, "raw_dataset": "r"}

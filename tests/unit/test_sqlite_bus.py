@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ey_platform.bus import sqlite as sqlite_bus
 from ey_platform.bus.base import Message
 from ey_platform.bus.sqlite import FORMAT_VERSION, SQLiteBus
+from ey_platform.bus.sqlite import segments as sqlite_bus
 from ey_platform.errors import BusError
 
 NewBus = Callable[..., SQLiteBus]

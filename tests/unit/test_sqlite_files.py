@@ -20,7 +20,8 @@ import pytest
 from ey_platform.bus.base import Message, Received
 from ey_platform.bus.sqlite import FORMAT_VERSION, SQLiteBus
 from ey_platform.errors import BusError, StateError
-from ey_platform.pipelines.poller_state import PollerState, PollResult
+from ey_platform.state.base import PollResult
+from ey_platform.state.sqlite import SQLitePollerState
 
 
 def valid_bus(path: Path, messages: int = 3_000) -> None:
@@ -37,7 +38,7 @@ def valid_bus(path: Path, messages: int = 3_000) -> None:
 
 
 def valid_state(path: Path, carts: int = 10_000, polls: int = 300) -> None:
-    state = PollerState(path)
+    state = SQLitePollerState(path)
     state.save((i, f"{i:064x}", 1) for i in range(carts))
     for i in range(polls):
         state.record_poll(PollResult(f"poll-{i:05d}", float(i), "succeeded", float(i) + 1))
@@ -181,7 +182,7 @@ def test_a_failed_setup_leaves_no_connection_open(tmp_path: Path) -> None:
 def test_a_damaged_poller_state_is_one_state_error_when_opened(tmp_path: Path, kind: str) -> None:
     path, said, before = _damaged(tmp_path, kind, valid_state)
     with pytest.raises(StateError) as exc:
-        PollerState(path)
+        SQLitePollerState(path)
     text = _one_line(exc)
     assert text == (
         f"poller state {path} {said}: move it away and the next poll rebuilds it from "
@@ -190,10 +191,10 @@ def test_a_damaged_poller_state_is_one_state_error_when_opened(tmp_path: Path, k
     assert path.read_bytes() == before
     assert _open_connections(path) == 0
     with pytest.raises(StateError, match="move it away"):
-        PollerState.open_read_only(path)
+        SQLitePollerState.open_read_only(path)
 
 
-STATE_CALLS: dict[str, Callable[[PollerState], object]] = {
+STATE_CALLS: dict[str, Callable[[SQLitePollerState], object]] = {
     "load": lambda state: state.load(),
     "save": lambda state: state.save([(5, "x" * 64, 2)]),
     "record_poll": lambda state: state.record_poll(PollResult("poll-z", 9e9)),
@@ -205,7 +206,7 @@ STATE_CALLS: dict[str, Callable[[PollerState], object]] = {
 def test_a_poller_state_cut_after_it_opened_is_one_state_error(tmp_path: Path, call: str) -> None:
     path = tmp_path / "poller.sqlite3"
     valid_state(path)
-    state = PollerState(path)  # opens fine: the first pages are whole
+    state = SQLitePollerState(path)  # opens fine: the first pages are whole
     _cut(path, path.stat().st_size // 2)
     with pytest.raises(StateError, match=f"poller state {path} is damaged") as exc:
         STATE_CALLS[call](state)
@@ -283,7 +284,7 @@ def test_a_bus_of_an_older_format_is_refused_read_only(tmp_path: Path) -> None:
 
 def test_a_missing_poller_state_opened_read_only_is_none(tmp_path: Path) -> None:
     path = tmp_path / "stream" / "poller.sqlite3"
-    assert PollerState.open_read_only(path) is None
+    assert SQLitePollerState.open_read_only(path) is None
     assert not path.parent.exists()
 
 
@@ -291,7 +292,7 @@ def test_a_poller_state_opened_read_only_reads_and_never_writes(tmp_path: Path) 
     path = tmp_path / "poller.sqlite3"
     valid_state(path, carts=3, polls=2)
     before = path.read_bytes()
-    state = PollerState.open_read_only(path)
+    state = SQLitePollerState.open_read_only(path)
     assert state is not None
     assert sorted(state.load()) == [0, 1, 2]
     last = state.last_poll()
@@ -302,16 +303,16 @@ def test_a_poller_state_opened_read_only_reads_and_never_writes(tmp_path: Path) 
         state.record_poll(PollResult("poll-z", 9e9))
     state.close()
     assert path.read_bytes() == before
-    writer = PollerState(path)  # and nothing was recorded meanwhile
+    writer = SQLitePollerState(path)  # and nothing was recorded meanwhile
     assert sorted(writer.load()) == [0, 1, 2]
     writer.close()
 
 
 def test_a_poller_state_opened_read_only_sees_what_the_poller_commits(tmp_path: Path) -> None:
     path = tmp_path / "poller.sqlite3"
-    writer = PollerState(path)
+    writer = SQLitePollerState(path)
     writer.record_poll(PollResult("poll-1", 1.0, "running"))
-    reader = PollerState.open_read_only(path)
+    reader = SQLitePollerState.open_read_only(path)
     assert reader is not None
     assert reader.last_poll() == PollResult("poll-1", 1.0, "running")
     writer.record_poll(PollResult("poll-1", 1.0, "succeeded", 2.0, fetched=7))

@@ -102,7 +102,7 @@ def test_terraform_names_are_the_settings_defaults() -> None:
         assert defaults["raw_dataset"] == settings.warehouse.raw_dataset == "bq_raw"
         assert defaults["analytics_dataset"] == settings.warehouse.analytics_dataset
         assert settings.warehouse.analytics_dataset == "bq_analytics"
-        assert defaults["bigquery_location"] == settings.warehouse.bigquery_location
+        assert defaults["bigquery_location"] == settings.warehouse.bigquery.location
         # Bucket names are global: each environment names its own, nothing defaults.
         assert "default" not in _variables(config)["bucket"]
     defaults = _defaults(TF)
@@ -392,30 +392,81 @@ def test_the_jobs_environment_is_valid_settings(monkeypatch: pytest.MonkeyPatch)
     assert unknown_variables(dict.fromkeys(names, "x")) == []  # every name is a setting
 
 
-def test_raw_table_schemas_match_the_bigquery_backend() -> None:
-    pytest.importorskip("google.cloud.bigquery")
-    from ey_platform.warehouse.bigquery import TABLES_FILE, _schema, _tables
+def test_the_raw_layer_is_read_from_the_application_schema_file() -> None:
+    from ey_platform.warehouse.raw_schema import SCHEMA_FILE, raw_schema
 
     found = re.fullmatch(
         r'\$\{jsondecode\(file\("\$\{path\.module\}/(.+)"\)\)\}',
-        _locals(TF / "bigquery.tf")["raw_tables"],
+        _locals(TF / "bigquery.tf")["raw_schema"],
     )
-    assert found, "raw_tables is not read from a file"
-    terraform = orjson.loads((TF / found.group(1)).read_bytes())
-    assert (TF / found.group(1)).resolve() == TABLES_FILE.resolve()
+    assert found, "raw_schema is not read from a file"
+    assert (TF / found.group(1)).resolve() == SCHEMA_FILE.resolve()
+    tables = {
+        label: body for kind, label, body in _resources(TF) if kind == "google_bigquery_table"
+    }
+    assert tables["raw"]["for_each"] == "${local.raw_tables}"
+    assert tables["raw_view"]["for_each"] == "${local.raw_views}"
+    assert tables["raw_view"]["view"] == [{"query": "${each.value}", "use_legacy_sql": False}]
+    assert set(raw_schema().tables) == {
+        "products",
+        "users",
+        "carts_events",
+        "_quarantine",
+        "_pipeline_runs",
+    }
+    assert set(raw_schema().views) == {"cart_states"}
+
+
+@needs_terraform
+def test_raw_table_schemas_and_views_match_the_bigquery_backend(tmp_path: Path) -> None:
+    pytest.importorskip("google.cloud.bigquery")
+    from types import SimpleNamespace
+
+    from ey_platform.warehouse.bigquery import BigQueryWarehouse
+    from ey_platform.warehouse.bigquery.ddl import schema_fields
+    from ey_platform.warehouse.raw_schema import SCHEMA_FILE, raw_schema
+
+    text = (TF / "bigquery.tf").read_text()
+    found = re.search(r"(?ms)^locals \{\n.*?^\}\n", text)
+    assert found, "no locals block in bigquery.tf"
+    work = Offline(tmp_path)["platform"]
+    (work / "raw.tf").write_text(
+        found.group(0).replace(
+            "${path.module}/../../src/ey_platform/warehouse/raw_schema.json", str(SCHEMA_FILE)
+        )
+    )
+    done = _terraform(
+        work,
+        "console",
+        f"-var-file={TF / 'envs' / 'dev.tfvars'}",
+        f"-var=image={DIGEST}",
+        *_filled(TF, "dev"),
+        "-var=project=ey-test-dev",
+        stdin="jsonencode({ tables = local.raw_tables, views = local.raw_views })\n",
+    )
+    assert done.returncode == 0, done.stderr
+    terraform = orjson.loads(orjson.loads(done.stdout.strip()))
+    tables = {
+        name: {**spec, "schema": orjson.loads(spec["schema"])}
+        for name, spec in terraform["tables"].items()
+    }
     app = {
         name: {
             "schema": [
                 {"name": f.name, "type": f.field_type, "mode": f.mode}
-                for f in _schema(spec["schema"])
+                for f in schema_fields(spec.columns)
             ],
-            "partition": spec["partition"],
-            "cluster": spec["cluster"],
+            "partition": spec.partition,
+            "cluster": list(spec.cluster),
         }
-        for name, spec in _tables().items()
+        for name, spec in raw_schema().tables.items()
     }
-    assert terraform == app
-    assert set(app) == {"products", "users", "carts_events", "_quarantine", "_pipeline_runs"}
+    assert tables == app
+    client = SimpleNamespace(project="ey-test-dev")
+    warehouse = BigQueryWarehouse(client, _defaults(TF)["raw_dataset"])  # type: ignore[arg-type]
+    views = {name: view.sql(warehouse.table) for name, view in raw_schema().views.items()}
+    assert terraform["views"] == views
+    assert "`ey-test-dev.bq_raw.carts_events`" in views["cart_states"]
 
 
 _GRANTS = {

@@ -25,13 +25,13 @@ variable "region" {
 }
 
 variable "bigquery_location" {
-  description = "Location of the BigQuery datasets (EYP_WAREHOUSE__BIGQUERY_LOCATION)."
+  description = "Location of the BigQuery datasets (EYP_WAREHOUSE__BIGQUERY__LOCATION)."
   type        = string
   default     = "EU"
 }
 
 variable "bucket" {
-  description = "Raw lake bucket (EYP_LAKE__BUCKET). Bucket names are global: each environment sets its own."
+  description = "Raw lake bucket (EYP_LAKE__GCS__BUCKET). Bucket names are global: each environment sets its own."
   type        = string
   validation {
     # "-access-logs" is appended for the log bucket, within the 63 characters allowed.

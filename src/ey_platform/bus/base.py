@@ -9,6 +9,11 @@
   back while an earlier message of it is leased to someone.
 - After ``max_delivery_attempts`` deliveries a message goes to the dead-letter topic;
   a consumer can also send one there at once with :meth:`Bus.dead_letter`.
+
+:class:`Bus` is what the poller and the consumer need. What only some backends can do
+are separate abilities, checked with ``isinstance``: :class:`SupportsSetup`,
+:class:`SupportsStats`, :class:`SupportsInspection`. Callers that take any bus use
+:func:`setup_bus` and :func:`bus_stats`.
 """
 
 from __future__ import annotations
@@ -16,12 +21,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 
 class Message(NamedTuple):
-    """What a publisher sends. (Tuples: a million are made per first poll, and a frozen
-    dataclass costs three times as much to build.)"""
+    """What a publisher sends. A tuple, not a dataclass: a poll builds one per event,
+    and a tuple is the cheapest record to build."""
 
     data: bytes
     attributes: dict[str, str] = {}  # noqa: RUF012 - never mutated
@@ -42,10 +47,11 @@ class Received(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class BusStats:
-    """The state of a subscription, for ``stream status``. None: the backend cannot tell
-    (Pub/Sub keeps these figures in Cloud Monitoring). ``next_lease_due_seconds``: how
-    soon the first leased message is due again if it is not acked, so a drain can wait
-    for the messages of a consumer that died (None also when nothing is leased)."""
+    """The state of a subscription, for ``stream status``. A backend with
+    :class:`SupportsStats` counts ``backlog``, ``leased`` and ``dead_letters``.
+    ``oldest_unacked_seconds`` is None when nothing is unacked. ``next_lease_due_seconds``:
+    how soon the first leased message is due again if it is not acked, so a drain can
+    wait for the messages of a consumer that died (None when nothing is leased)."""
 
     backlog: int | None
     leased: int | None
@@ -56,9 +62,6 @@ class BusStats:
 
 class Bus(Protocol):
     """One topic and its subscription, plus the dead-letter topic."""
-
-    def setup(self) -> None:
-        """Create the topic, the subscription and the dead-letter topic if missing."""
 
     def publish(self, messages: Sequence[Message]) -> list[str]:
         """Publish, in order; returns the message ids once every message is durable."""
@@ -75,11 +78,40 @@ class Bus(Protocol):
     def dead_letter(self, received: Received, reason: str) -> None:
         """Send a delivery to the dead-letter topic with ``reason``, and ack it."""
 
+    def close(self) -> None:
+        """Release connections."""
+
+
+@runtime_checkable
+class SupportsSetup(Protocol):
+    """A bus that can create its topics and subscriptions."""
+
+    def setup(self) -> None:
+        """Create the topic, the subscription and the dead-letter topic if missing."""
+
+
+@runtime_checkable
+class SupportsStats(Protocol):
+    """A bus that counts what its subscription holds."""
+
     def stats(self) -> BusStats:
         """Backlog, leases, age of the oldest unacked message, dead letters."""
+
+
+@runtime_checkable
+class SupportsInspection(Protocol):
+    """A bus whose dead letters can be read without consuming them."""
 
     def dead_letters(self, limit: int = 100) -> list[Received]:
         """Look at up to ``limit`` dead letters without taking them off the topic."""
 
-    def close(self) -> None:
-        """Release connections."""
+
+def setup_bus(bus: Bus) -> None:
+    """Create what ``bus`` needs, if it is a bus that creates anything."""
+    if isinstance(bus, SupportsSetup):
+        bus.setup()
+
+
+def bus_stats(bus: Bus) -> BusStats | None:
+    """The figures of ``bus``, or None when it cannot count them."""
+    return bus.stats() if isinstance(bus, SupportsStats) else None

@@ -21,6 +21,10 @@
 - :meth:`PubSubBus.setup` creates what is missing where the identity may (a developer's
   project, the emulator). In production Terraform owns the topics and subscriptions, and
   the pipeline identities cannot create them: a ``PermissionDenied`` there is expected.
+- Abilities (:mod:`.base`): setup, and inspection (:meth:`PubSubBus.dead_letters` pulls
+  the dead letters and gives them back). No stats: backlog and age live in Cloud
+  Monitoring (``subscription/num_undelivered_messages``, ``oldest_unacked_message_age``),
+  not in the Pub/Sub data API, so ``bus_stats`` says None and ``stream status`` says n/a.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ey_platform.bus.base import BusStats, Message, Received
+from ey_platform.bus.base import Message, Received
 from ey_platform.errors import BusError
 from ey_platform.gcp import api_errors, describe
 
@@ -230,11 +234,6 @@ class PubSubBus:
         found = self._pull(self.dead_letter_subscription, limit)
         self._give_back(self.dead_letter_subscription, [m.ack_id for m in found])
         return found
-
-    def stats(self) -> BusStats:
-        # Backlog and age live in Cloud Monitoring (subscription/num_undelivered_messages,
-        # oldest_unacked_message_age), not in the Pub/Sub data API.
-        return BusStats(backlog=None, leased=None, oldest_unacked_seconds=None, dead_letters=None)
 
     def close(self) -> None:
         self.publisher.stop()  # sends what is batched, then refuses new messages

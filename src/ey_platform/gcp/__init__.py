@@ -93,16 +93,16 @@ def storage_client(settings: Settings) -> storage.Client:
 
 def bigquery_client(settings: Settings) -> bigquery.Client:
     _require_sdk("google.cloud.bigquery")
-    if settings.gcp.bigquery_storage_read:
+    if settings.warehouse.bigquery.storage_read:
         _require_sdk(
             "google.cloud.bigquery_storage",
-            "EYP_GCP__BIGQUERY_STORAGE_READ=true",
+            settings.variable("warehouse", "bigquery", "storage_read") + "=true",
             "google-cloud-bigquery-storage",
         )
     from google.cloud import bigquery
 
     client = partial(
-        bigquery.Client, project=project(settings), location=settings.warehouse.bigquery_location
+        bigquery.Client, project=project(settings), location=settings.warehouse.bigquery.location
     )
     return _connect("bigquery", settings.gcp.bigquery_endpoint, client)
 

@@ -24,41 +24,22 @@ sweeping the temporary files a killed run left in the lake.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, NotRequired, Protocol
+from typing import Protocol
 
-from pydantic import TypeAdapter, ValidationError
-from typing_extensions import TypedDict
-
-from ey_platform.errors import (
-    LakeError,
-    LakeIntegrityError,
-    PlatformError,
-    ReconciliationError,
-)
-from ey_platform.lake.base import (
-    Lake,
-    LakeObject,
-    LakeWriter,
-    manifest_key,
-    manifest_keys,
-    orphan_parts,
-    part_key,
-    put_json,
-    quarantine_key,
-    read_manifest,
-)
+from ey_platform.errors import BatchHeld, LakeError, PlatformError, ReconciliationError
+from ey_platform.lake.base import Lake, manifest_key, manifest_keys, orphan_parts, put_json
 from ey_platform.locks import holder, holder_alive
 from ey_platform.models import Entity
+from ey_platform.pipelines import manifest as manifests
 from ey_platform.pipelines.extract import ExtractCounts, extract_jsonl
+from ey_platform.pipelines.landing import Landing
 from ey_platform.source.client import FakeStoreClient
-from ey_platform.validation import GatedBatch, Rejected, reject_lines
 from ey_platform.warehouse.base import LoadMeta, PartitionLoad, RunRecord, Warehouse
 
 log = logging.getLogger("ey_platform.batch")
@@ -79,18 +60,20 @@ def _silent(entity: str, records: int, total: int | None = None) -> None:
 # timeout on Cloud Run (infra/terraform/run.tf).
 ABANDONED_AFTER = timedelta(hours=2)
 # Manifests of format 2 hash the records (format 1 hashed the parts' hashes).
-MANIFEST_FORMAT = 2
 
 
 def day_finished(warehouse: Warehouse, day: date, entities: Iterable[str]) -> bool:
     """Whether every one of ``entities`` has a batch run for ``day`` that ended well
     (loaded, or unchanged from the loaded run)."""
-    rows = warehouse.query(
-        f"SELECT DISTINCT entity FROM {warehouse.raw}._pipeline_runs "
-        "WHERE job = 'batch' AND ingestion_date = ? AND status IN ('loaded', 'unchanged')",
-        [day],
-    )
-    return set(entities) <= {entity for (entity,) in rows}
+    return set(entities) <= warehouse.finished_entities("batch", day)
+
+
+def raise_if_held(results: list[BatchResult]) -> list[BatchResult]:
+    """``results``, unless a guard held an entity: then :class:`BatchHeld`."""
+    held = [f"{r.entity} {r.day}: {r.reason}" for r in results if r.status == "held"]
+    if held:
+        raise BatchHeld(f"batch held: {'; '.join(held)}; rerun with --force to load it anyway")
+    return results
 
 
 def new_run_id(now: datetime) -> str:
@@ -115,63 +98,6 @@ class BatchResult:
     seconds: float = 0.0
     reason: str | None = None
     """Why the run was held (status ``held``)."""
-
-
-class _Landing:
-    """Writes valid lines into parts of about ``part_bytes`` and hands each finished part
-    to the warehouse load; writes rejects to the quarantine file."""
-
-    def __init__(self, lake: Lake, load: PartitionLoad, meta: LoadMeta, part_bytes: int) -> None:
-        self.lake, self.load, self.meta, self.part_bytes = lake, load, meta, part_bytes
-        self.parts: list[LakeObject] = []
-        self.rejects: LakeObject | None = None
-        self._part: LakeWriter | None = None
-        self._part_size = 0
-        self._quarantine: LakeWriter | None = None
-        self._records = hashlib.sha256()  # every valid line, in order, across parts
-
-    def add(self, batch: GatedBatch) -> None:
-        if batch.valid:
-            self._write_valid(batch.jsonl, batch.valid)
-        if batch.rejected:
-            self._write_rejects(batch.rejected)
-
-    def _write_valid(self, data: bytes, records: int) -> None:
-        if self._part is None:
-            m = self.meta
-            self._part = self.lake.create(part_key(m.entity, m.day, m.run_id, len(self.parts)))
-        self._part.write(data, records)
-        self._records.update(data)
-        self._part_size += len(data)
-        if self._part_size >= self.part_bytes:
-            self._close_part()
-
-    def _close_part(self) -> None:
-        if self._part is not None:
-            part = self._part.commit()
-            self._part, self._part_size = None, 0
-            self.parts.append(part)
-            self.load.add(part)
-
-    def _write_rejects(self, rejected: list[Rejected]) -> None:
-        if self._quarantine is None:
-            m = self.meta
-            self._quarantine = self.lake.create(quarantine_key(m.entity, m.day, m.run_id))
-        self._quarantine.write(reject_lines(rejected), len(rejected))
-
-    def finish(self) -> str:
-        """Commit the open part and the quarantine; return the content hash."""
-        self._close_part()
-        if self._quarantine is not None:
-            self.rejects = self._quarantine.commit()
-            self._quarantine = None
-            self.load.add_rejects(self.rejects)
-        return content_hash(self._records.hexdigest(), self.rejects)
-
-    def abort(self) -> None:
-        for writer in (self._part, self._quarantine):
-            if writer is not None:
-                writer.abort()
 
 
 class BatchPipeline:
@@ -211,7 +137,10 @@ class BatchPipeline:
         self._abandon_dead_runs()
         run_id = new_run_id(self.clock())
         job = self._reload if from_lake else self._ingest
-        return [self._tracked(job, entity, day, run_id, from_lake, force) for entity in entities]
+        return [
+            self._tracked(job, entity, day, run_id, from_lake=from_lake, force=force)
+            for entity in entities
+        ]
 
     def _abandon_dead_runs(self) -> None:
         """Mark ``abandoned`` the runs still ``running`` whose process is gone."""
@@ -229,6 +158,7 @@ class BatchPipeline:
         entity: Entity,
         day: date,
         run_id: str,
+        *,
         from_lake: bool,
         force: bool,
     ) -> BatchResult:
@@ -237,7 +167,7 @@ class BatchPipeline:
         self.warehouse.record_run(record)
         started = time.perf_counter()
         try:
-            result = job(entity, day, run_id, record, force)
+            result = job(entity, day, run_id, record, force=force)
         except BaseException as exc:
             record.status, record.error = "failed", str(exc) or type(exc).__name__
             record.finished_at = self.clock()
@@ -267,7 +197,7 @@ class BatchPipeline:
         return result
 
     def _ingest(
-        self, entity: Entity, day: date, run_id: str, record: RunRecord, force: bool
+        self, entity: Entity, day: date, run_id: str, record: RunRecord, *, force: bool
     ) -> BatchResult:
         if self.client is None:
             raise ValueError("an API client is needed unless loading from the lake")
@@ -276,7 +206,7 @@ class BatchPipeline:
         meta = LoadMeta(entity, day, run_id, extracted_at)
         result = BatchResult(entity, day, run_id)
         load = self.warehouse.begin_load(meta)
-        landing = _Landing(self.lake, load, meta, self.part_bytes)
+        landing = Landing(self.lake, load, meta, self.part_bytes)
         counts = ExtractCounts(entity)
         try:
             started = time.perf_counter()
@@ -297,21 +227,14 @@ class BatchPipeline:
                     "seconds": time.perf_counter() - started,
                 },
             )
-            result.extracted, result.valid, result.quarantined = (
-                counts.extracted,
-                counts.valid,
-                counts.rejected,
-            )
-            record.extracted, record.valid, record.quarantined = (
-                counts.extracted,
-                counts.valid,
-                counts.rejected,
-            )
+            for tally in (result, record):
+                tally.extracted, tally.valid = counts.extracted, counts.valid
+                tally.quarantined = counts.rejected
             record.content_sha256 = content
             result.landed = sum(p.records for p in landing.parts)
             result.parts = [p.key for p in landing.parts]
             _reconcile(entity, counts, result.landed)
-            self._load(load, meta, content, result, force)
+            self._load(load, meta, content, result, force=force)
         except BaseException:
             landing.abort()
             load.abort()
@@ -319,7 +242,7 @@ class BatchPipeline:
         return result
 
     def _land_manifest(
-        self, meta: LoadMeta, landing: _Landing, counts: ExtractCounts, content: str
+        self, meta: LoadMeta, landing: Landing, counts: ExtractCounts, content: str
     ) -> None:
         put_json(
             self.lake,
@@ -330,14 +253,14 @@ class BatchPipeline:
                 "ingestion_date": meta.day.isoformat(),
                 "extracted_at": meta.extracted_at.isoformat(),
                 "source_url": f"{self.client.base_url if self.client else ''}/{meta.entity}",
-                "format": MANIFEST_FORMAT,
+                "format": manifests.FORMAT,
                 "records": counts.valid,
                 "extracted": counts.extracted,
                 "quarantined": counts.rejected,
                 "content_sha256": content,
                 "bytes": sum(p.size for p in landing.parts),
-                "parts": [_describe(p) for p in landing.parts],
-                "quarantine": _describe(landing.rejects) if landing.rejects else None,
+                "parts": [manifests.describe(p) for p in landing.parts],
+                "quarantine": manifests.describe(landing.rejects) if landing.rejects else None,
             },
         )
 
@@ -368,6 +291,7 @@ class BatchPipeline:
         meta: LoadMeta,
         content: str,
         result: BatchResult,
+        *,
         force: bool,
     ) -> None:
         """Swap the staged rows in, unless the partition already holds this content or
@@ -417,22 +341,22 @@ class BatchPipeline:
             return False
         (loaded_run,) = holders
         try:
-            previous = _committed(self.lake, manifest_key(entity, day, loaded_run))
+            previous = manifests.committed(self.lake, manifest_key(entity, day, loaded_run))
         except LakeError as exc:  # the loaded run's manifest is lost or damaged: reload
             log.warning("batch.manifest_unreadable", extra={"error": str(exc)})
             return False
         return bool(previous["content_sha256"] == content)
 
     def _reload(
-        self, entity: Entity, day: date, run_id: str, record: RunRecord, force: bool
+        self, entity: Entity, day: date, run_id: str, record: RunRecord, *, force: bool
     ) -> BatchResult:
         keys = manifest_keys(self.lake, entity, day)
         if not keys:
             raise LakeError(f"no committed {entity} run in the lake for {day}: nothing to reload")
         # The run extracted last (run ids sort by the second only).
-        committed = [_committed(self.lake, key) for key in keys]
+        committed = [manifests.committed(self.lake, key) for key in keys]
         manifest = max(committed, key=lambda m: (m["extracted_at"], m["run_id"]))
-        self._verify(manifest)
+        manifests.verify(self.lake, manifest)
         meta = LoadMeta(entity, day, manifest["run_id"], manifest["extracted_at"])
         result = BatchResult(
             entity,
@@ -447,109 +371,18 @@ class BatchPipeline:
         load = self.warehouse.begin_load(meta)
         try:
             for part in manifest["parts"]:
-                load.add(self._object(part))
+                load.add(manifests.lake_object(self.lake, part))
                 result.landed += part["records"]
                 self.progress(entity, result.landed, manifest["records"])
             rejects = manifest.get("quarantine")
             if rejects:
-                load.add_rejects(self._object(rejects))
+                load.add_rejects(manifests.lake_object(self.lake, rejects))
             result.parts = [p["key"] for p in manifest["parts"]]
-            self._load(load, meta, manifest["content_sha256"], result, force)
+            self._load(load, meta, manifest["content_sha256"], result, force=force)
         except BaseException:
             load.abort()
             raise
         return result
-
-    def _verify(self, manifest: _Manifest) -> None:
-        """Check every part and the quarantine file against the manifest (bytes, sha256,
-        records) and, for format 2, the records' content hash; raise
-        :class:`LakeIntegrityError` naming the first object that differs."""
-        records = hashlib.sha256()
-        for part in manifest["parts"]:
-            records.update(self._checked(part))
-        rejects = manifest.get("quarantine")
-        if rejects:
-            self._checked(rejects)
-        if manifest.get("format", 1) < 2:
-            return
-        described = LakeObject("", "", 0, 0, rejects["sha256"]) if rejects else None
-        if content_hash(records.hexdigest(), described) != manifest["content_sha256"]:
-            raise LakeIntegrityError(
-                f"run {manifest['run_id']}: its parts do not hold the records its manifest "
-                "commits (content hash differs); nothing was loaded"
-            )
-
-    def _checked(self, described: _Described) -> bytes:
-        key = described["key"]
-        data = self.lake.read(key)
-        found = (len(data), hashlib.sha256(data).hexdigest(), data.count(b"\n"))
-        wanted = (described["bytes"], described["sha256"], described["records"])
-        for what, has, should in zip(("bytes", "sha256", "records"), found, wanted, strict=True):
-            if has != should:
-                raise LakeIntegrityError(
-                    f"{self.lake.uri(key)} does not match its manifest: {what} {has} instead "
-                    f"of {should} (altered or truncated); nothing was loaded"
-                )
-        return data
-
-    def _object(self, described: _Described) -> LakeObject:
-        return LakeObject(
-            described["key"],
-            self.lake.uri(described["key"]),
-            described["records"],
-            described["bytes"],
-            described["sha256"],
-        )
-
-
-def content_hash(records_sha256: str, rejects: LakeObject | None) -> str:
-    """What a run landed, in one hash: the sha256 of its valid lines in order, and its
-    rejects. The same records give the same hash however they were split into parts."""
-    digests = [records_sha256, "rejects:" + (rejects.sha256 if rejects else "")]
-    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
-
-
-class _Described(TypedDict):
-    key: str
-    records: int
-    bytes: int
-    sha256: str
-
-
-class _Manifest(TypedDict):
-    """What a reload needs of a manifest (it holds more)."""
-
-    run_id: str
-    extracted_at: datetime
-    records: int
-    extracted: int
-    quarantined: int
-    content_sha256: str
-    parts: list[_Described]
-    quarantine: NotRequired[_Described | None]
-    format: NotRequired[int]
-
-
-_MANIFEST = TypeAdapter(_Manifest)
-
-
-def _committed(lake: Lake, key: str) -> _Manifest:
-    """The manifest ``key``, checked: :class:`LakeIntegrityError` names it if it is not
-    one this version can reload."""
-    manifest = read_manifest(lake, key)
-    try:
-        return _MANIFEST.validate_python(manifest)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in err["loc"]) or "manifest"
-        raise LakeIntegrityError(
-            f"manifest {lake.uri(key)} is damaged: {where}: {err['msg']}; nothing was loaded "
-            "(a plain `ey-platform batch` extracts the day again)"
-        ) from None
-
-
-def _describe(obj: LakeObject) -> dict[str, Any]:
-    return {"key": obj.key, "records": obj.records, "bytes": obj.size, "sha256": obj.sha256}
 
 
 def _reconcile(entity: str, counts: ExtractCounts, landed: int) -> None:

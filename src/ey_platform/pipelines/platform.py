@@ -20,7 +20,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 
 from ey_platform.errors import PlatformError
-from ey_platform.pipelines.stream import CartConsumer, CartPoller, Stopper, poll_every
+from ey_platform.pipelines.consumer import CartConsumer
+from ey_platform.pipelines.control import Stopper, poll_every
+from ey_platform.pipelines.poller import CartPoller
 
 log = logging.getLogger("ey_platform.up")
 

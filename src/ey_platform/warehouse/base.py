@@ -1,5 +1,8 @@
 """The warehouse interface. Backends: :mod:`.duckdb` (local), :mod:`.bigquery`.
 
+The raw layer (tables and the ``cart_states`` view) is described once, in
+``raw_schema.json`` (:mod:`.raw_schema`); the named reads are in :mod:`.reads`.
+
 Raw tables (``products``, ``users``) hold the record as received in ``_raw`` (JSON,
 lossless: unknown fields included), its ``id``, and the metadata columns
 ``_ingestion_date``, ``_extracted_at``, ``_loaded_at``, ``_source_file``, ``_run_id``
@@ -11,9 +14,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from ey_platform.lake.base import LakeObject
+
+CartState = tuple[int, str | None, int]
+"""A cart as landed: its id, the content hash of its latest observed state (None if that
+is a deletion) and its highest version."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +79,22 @@ class EventRows:
     publish_times: list[datetime]
 
 
+@dataclass(frozen=True)
+class MartSummary:
+    """Counts at every layer, the carts alive in the events and in the fact table, and
+    revenue by category: what the demo shows at its end."""
+
+    layers: list[tuple[str, str, int]]
+    """(layer, table as ``dataset.table``, rows), from raw to marts."""
+    events_table: str
+    event_carts: int
+    """Carts whose latest observed event is not a deletion."""
+    fact_carts: int
+    """Distinct carts in ``fact_orders``."""
+    revenue: list[tuple[str, Decimal, int]]
+    """(category, revenue, items sold), by category."""
+
+
 class EventSink(Protocol):
     """Where the consumer lands cart events, once per event id."""
 
@@ -126,6 +150,22 @@ class Warehouse(Protocol):
 
     def events_loaded_since(self, since: datetime) -> int:
         """How many cart events were landed after ``since``."""
+
+    def finished_entities(self, job: str, day: date) -> set[str]:
+        """The entities with a run of ``job`` for ``day`` that ended well: ``loaded``, or
+        ``unchanged`` from the loaded run."""
+
+    def cart_states(self) -> list[CartState]:
+        """Every cart landed in ``carts_events``, as its latest observed event left it
+        (the ``cart_states`` view): ``(cart_id, content_hash, top_version)``, the hash
+        None where that event is a deletion."""
+
+    def live_cart_states(self) -> list[CartState]:
+        """The carts of :meth:`cart_states` whose latest observed event is not a
+        deletion."""
+
+    def mart_summary(self) -> MartSummary:
+        """Rows at every layer, carts alive in the events and in the marts, revenue."""
 
     def event_sink(self) -> EventSink:
         """The sink of ``bq_raw.carts_events``."""

@@ -12,4 +12,4 @@ select
     zipcode,
     latitude,
     longitude
-from {{ ref('stg_users') }}
+from {{ ref('int_users_latest') }}

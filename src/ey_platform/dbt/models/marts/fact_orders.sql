@@ -1,8 +1,6 @@
 {#-
-  One row per cart line, in the cart's latest state; deleted carts are left out.
-  The latest state is the last one the poller observed (extracted_at), then the highest
-  version: versions restart when the poller loses its memory, and a crash between a
-  publish and the poller's state save can give two states the same version.
+  One row per cart line, in the cart's latest state; deleted carts are left out. The
+  latest state of each cart is the warehouse's bq_raw.cart_states (stg_cart_states).
   Materialized as a table, rebuilt on every run: a cart update or deletion can touch
   any past order date, and a rebuild is correct by construction. On BigQuery the table
   is partitioned by order_date and clustered, so BI queries prune by date.
@@ -12,26 +10,10 @@
     cluster_by=clustering(['user_key', 'product_key']),
 ) }}
 
-with events as (
-
-    select * from {{ ref('stg_cart_events') }}
-
-),
-
-latest_state as (
-
-    select * from events
-    where true
-    qualify row_number() over (
-        partition by cart_id order by extracted_at desc, cart_version desc
-    ) = 1
-
-),
-
-live_carts as (
+with live_carts as (
 
     select cart_id, user_id, order_ts, lines
-    from latest_state
+    from {{ ref('stg_cart_states') }}
     where not is_deletion
 
 ),

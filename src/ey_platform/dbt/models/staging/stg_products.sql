@@ -1,7 +1,6 @@
 with source as (
 
     select * from {{ source('bq_raw', 'products') }}
-    where _ingestion_date = (select max(_ingestion_date) from {{ source('bq_raw', 'products') }})
 
 ),
 
@@ -24,5 +23,3 @@ renamed as (
 )
 
 select * from renamed
-where true
-qualify row_number() over (partition by product_id order by loaded_at desc) = 1

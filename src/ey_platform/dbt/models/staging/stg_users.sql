@@ -1,7 +1,6 @@
 with source as (
 
     select * from {{ source('bq_raw', 'users') }}
-    where _ingestion_date = (select max(_ingestion_date) from {{ source('bq_raw', 'users') }})
 
 ),
 
@@ -27,5 +26,3 @@ renamed as (
 )
 
 select * from renamed
-where true
-qualify row_number() over (partition by user_id order by loaded_at desc) = 1

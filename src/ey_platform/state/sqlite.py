@@ -1,23 +1,20 @@
-"""The poller's durable memory: what it last published for every cart.
-
-A SQLite file beside the bus. The state of a cart changes only after the bus has
-confirmed the publish of its event, so a crash between the two publishes the event
-again (with the same event id) and never loses it.
+"""The poller's state in a SQLite file beside the bus (see :mod:`ey_platform.state.base`).
 
 Every method turns SQLite's and the operating system's errors into one
-:class:`StateError` that names the file and what to do. :meth:`PollerState.open_read_only`
-opens the file for ``stream status`` without ever creating or writing it.
+:class:`StateError` that names the file and what to do.
+:meth:`SQLitePollerState.open_read_only` opens the file for ``stream status`` without
+ever creating or writing it.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from ey_platform.errors import StateError
-from ey_platform.sqlite_files import connect_read_only, failure, guarded
+from ey_platform.sqlite_files import connect_read_only, failure, guarded, write_transaction
+from ey_platform.state.base import CartState, Known, PollResult
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS carts (
@@ -36,39 +33,7 @@ CREATE TABLE IF NOT EXISTS polls (
 """
 
 
-CartState = tuple[int, str | None, int]  # cart id, content hash (None: deleted), version
-
-
-@dataclass(frozen=True, slots=True)
-class Known:
-    content_hash: str | None
-    version: int
-
-
-@dataclass
-class PollResult:
-    """One poll: what it fetched and published, and how it ended. The poller returns it
-    and records it here (all but ``unchanged`` and ``seconds``) for ``stream status``."""
-
-    poll_id: str
-    started_at: float
-    status: str = "running"
-    finished_at: float | None = None
-    fetched: int = 0
-    created: int = 0
-    updated: int = 0
-    deleted: int = 0
-    unchanged: int = 0
-    quarantined: int = 0
-    error: str | None = None
-    seconds: float = 0.0
-
-    @property
-    def published(self) -> int:
-        return self.created + self.updated + self.deleted
-
-
-class PollerState:
+class SQLitePollerState:
     """The state in ``path``, created if missing. With ``read_only`` (see
     :meth:`open_read_only`) only :meth:`load` and :meth:`last_poll` work."""
 
@@ -78,7 +43,7 @@ class PollerState:
         self.con = self._open()
 
     @classmethod
-    def open_read_only(cls, path: Path) -> PollerState | None:
+    def open_read_only(cls, path: Path) -> SQLitePollerState | None:
         """The state in ``path`` for reading only, or None when there is none yet (no
         file, or one without the tables). Creates no file or folder and never writes;
         works in a read-only folder and beside a poller that is writing."""
@@ -140,18 +105,12 @@ class PollerState:
     def save(self, changes: Iterable[CartState]) -> None:
         """Record (cart id, content hash or None if deleted, version), durably."""
         self._writable("save")
-        self.con.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self.con):
             self.con.executemany(
                 "INSERT INTO carts VALUES (?, ?, ?) ON CONFLICT (cart_id) DO UPDATE "
                 "SET content_hash = excluded.content_hash, version = excluded.version",
                 changes,
             )
-            self.con.execute("COMMIT")
-        except BaseException:
-            if self.con.in_transaction:  # SQLite ends some on its own (a full disk)
-                self.con.execute("ROLLBACK")
-            raise
 
     @guarded("record poll")
     def record_poll(self, poll: PollResult) -> None:

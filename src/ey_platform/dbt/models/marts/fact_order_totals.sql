@@ -1,4 +1,4 @@
-{#- One row per order (a cart in its latest state), for BI users who think in orders. -#}
+{#- One row per order (a live cart in its latest state), for BI users who think in orders. -#}
 select
     cart_id,
     user_key,

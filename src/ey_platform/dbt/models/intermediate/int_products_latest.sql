@@ -1,0 +1,1 @@
+{{ latest_batch(ref('stg_products'), 'product_id') }}

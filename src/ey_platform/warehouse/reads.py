@@ -1,0 +1,140 @@
+"""The named reads of the warehouse, in SQL that DuckDB and BigQuery both run.
+
+Each backend inherits :class:`SQLReads` and says how it names a table and how it runs
+a query; the SQL of every read is written here, once. "The latest observed state of
+a cart" is not written here either: it is the ``cart_states`` view of the raw layer
+(``raw_schema.json``), which the reads and ``fact_orders`` select from.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+from ey_platform.warehouse.base import CartState, MartSummary
+from ey_platform.warehouse.raw_schema import CART_STATES
+
+LAYERS: Final[tuple[tuple[str, str, str], ...]] = (
+    ("raw", "raw", "products"),
+    ("raw", "raw", "users"),
+    ("raw", "raw", "carts_events"),
+    ("staging", "analytics", "stg_products"),
+    ("staging", "analytics", "stg_users"),
+    ("staging", "analytics", "stg_cart_events"),
+    ("staging", "analytics", "stg_cart_states"),
+    ("intermediate", "analytics", "int_products_latest"),
+    ("intermediate", "analytics", "int_users_latest"),
+    ("snapshot", "analytics", "products_snapshot"),
+    ("marts", "analytics", "dim_products"),
+    ("marts", "analytics", "dim_users"),
+    ("marts", "analytics", "fact_orders"),
+    ("marts", "analytics", "fact_order_totals"),
+)
+"""The tables of :meth:`SQLReads.mart_summary`: (layer, dataset: raw or analytics,
+table), from the raw layer to the marts."""
+
+_LIVE = "event_type <> 'cart_deleted'"
+_FINISHED = ("loaded", "unchanged")
+
+
+class SQLReads(ABC):
+    """The reads of :class:`~ey_platform.warehouse.base.Warehouse` that are one query."""
+
+    raw: str
+    analytics: str
+
+    @abstractmethod
+    def table(self, name: str) -> str:
+        """A raw table or view, named for SQL."""
+
+    @abstractmethod
+    def analytics_table(self, name: str) -> str:
+        """A model of the transform, named for SQL."""
+
+    @abstractmethod
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run a read-only query and return its rows."""
+
+    def partition_runs(self, entity: str, day: date) -> set[str]:
+        rows = self.query(
+            f"SELECT DISTINCT _run_id FROM {self.table(entity)} WHERE _ingestion_date = ?", [day]
+        )
+        return {r[0] for r in rows}
+
+    def latest_day_rows(self, entity: str) -> tuple[date, int] | None:
+        table = self.table(entity)
+        rows = self.query(
+            f"SELECT _ingestion_date, count(*) FROM {table} WHERE _ingestion_date = "
+            f"(SELECT max(_ingestion_date) FROM {table}) GROUP BY 1"
+        )
+        return (rows[0][0], int(rows[0][1])) if rows else None
+
+    def events_loaded_since(self, since: datetime) -> int:
+        # Reads the _loaded_at column of every partition (8 bytes an event on BigQuery):
+        # it is for `stream status`, run by hand, not for a schedule.
+        rows = self.query(
+            f"SELECT count(*) FROM {self.table('carts_events')} WHERE _loaded_at > ?", [since]
+        )
+        return int(rows[0][0])
+
+    def finished_entities(self, job: str, day: date) -> set[str]:
+        statuses = ", ".join(f"'{status}'" for status in _FINISHED)
+        rows = self.query(
+            f"SELECT DISTINCT entity FROM {self.table('_pipeline_runs')} "
+            f"WHERE job = ? AND ingestion_date = ? AND status IN ({statuses})",
+            [job, day],
+        )
+        return {entity for (entity,) in rows}
+
+    def cart_states(self) -> list[CartState]:
+        return self._cart_states("")
+
+    def live_cart_states(self) -> list[CartState]:
+        return self._cart_states(f" WHERE {_LIVE}")
+
+    def _cart_states(self, where: str) -> list[CartState]:
+        rows = self.query(
+            f"SELECT cart_id, content_hash, top_version FROM {self.table(CART_STATES)}{where}"
+        )
+        return [(int(cart), digest, int(version)) for cart, digest, version in rows]
+
+    def mart_summary(self) -> MartSummary:
+        fact_orders = self.analytics_table("fact_orders")
+        return MartSummary(
+            layers=self._layer_rows(),
+            events_table=f"{self.raw}.carts_events",
+            event_carts=self._count(
+                f"SELECT count(*) FROM {self.table(CART_STATES)} WHERE {_LIVE}"
+            ),
+            fact_carts=self._count(f"SELECT count(DISTINCT cart_id) FROM {fact_orders}"),
+            revenue=self._revenue(),
+        )
+
+    def _count(self, sql: str) -> int:
+        return int(self.query(sql)[0][0])
+
+    def _layer_rows(self) -> list[tuple[str, str, int]]:
+        """Every table of :data:`LAYERS` with its row count, in one query."""
+        tables = [
+            (layer, f"{self.raw}.{name}", self.table(name))
+            if dataset == "raw"
+            else (layer, f"{self.analytics}.{name}", self.analytics_table(name))
+            for layer, dataset, name in LAYERS
+        ]
+        counts = " UNION ALL ".join(
+            f"SELECT {i} AS layer, count(*) AS n FROM {table}"
+            for i, (_, _, table) in enumerate(tables)
+        )
+        rows = dict(self.query(counts))
+        return [(layer, shown, int(rows[i])) for i, (layer, shown, _) in enumerate(tables)]
+
+    def _revenue(self) -> list[tuple[str, Decimal, int]]:
+        rows = self.query(
+            f"""SELECT p.category, sum(f.line_amount), sum(f.quantity)
+            FROM {self.analytics_table("fact_orders")} AS f
+            JOIN {self.analytics_table("dim_products")} AS p ON p.product_key = f.product_key
+            GROUP BY p.category ORDER BY p.category"""
+        )
+        return [(category, Decimal(str(amount)), int(items)) for category, amount, items in rows]
