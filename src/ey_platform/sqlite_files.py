@@ -111,6 +111,20 @@ def connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:
     )
 
 
+_E = TypeVar("_E", bound=PlatformError)
+
+
+def file_error(
+    error: type[_E], what: str, path: Path, op: str, exc: sqlite3.Error | OSError, advice: str
+) -> _E:
+    """The one error a failed ``op`` on the file ``path`` (``what``: "bus file") raises:
+    with ``advice`` when the file is damaged, else the reason ``op`` failed."""
+    damaged, reason = failure(path, exc)
+    if damaged:
+        return error(f"{what} {path} {reason}: {advice}")
+    return error(f"{what} {path}: {op} failed: {reason}")
+
+
 class Guarded(Protocol):
     def _failed(self, op: str, exc: sqlite3.Error | OSError) -> PlatformError: ...
 

@@ -77,7 +77,7 @@ def run_dbt(
     deadline = time.monotonic() + settings.warehouse.duckdb.lock_timeout
     while True:
         with _opened_first(settings):
-            outcome = _invoke(argv, args[0], quiet)
+            outcome = _invoke(argv, args[0], quiet=quiet)
         busy = any(sign in f for f in outcome.failures for sign in LOCK_CONFLICT)
         if not busy or time.monotonic() > deadline:
             break
@@ -145,10 +145,10 @@ def _opened_first(settings: Settings) -> Iterator[None]:
         con.close()
 
 
-def _invoke(argv: list[str], command: str, quiet: bool) -> DbtOutcome:
+def _invoke(argv: list[str], command: str, *, quiet: bool) -> DbtOutcome:
     from dbt.cli.main import dbtRunner
 
-    console = _Console(quiet)
+    console = _Console(quiet=quiet)
     started = time.perf_counter()
     try:
         result = dbtRunner(callbacks=[console]).invoke(argv)
@@ -213,7 +213,7 @@ class _Console:
     info and above, errors only when quiet) without its report of an exception; and the
     warnings dbt fired, shown or not."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, *, quiet: bool) -> None:
         self.threshold = _LEVELS["error" if quiet else "info"]
         self.warnings: list[str] = []
         self._lock = threading.Lock()  # dbt fires events from its worker threads

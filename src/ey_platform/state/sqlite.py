@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ey_platform.errors import StateError
-from ey_platform.sqlite_files import connect_read_only, failure, guarded, write_transaction
+from ey_platform.sqlite_files import connect_read_only, file_error, guarded, write_transaction
 from ey_platform.state.base import CartState, Known, PollResult
 
 _SCHEMA = """
@@ -77,13 +77,15 @@ class SQLitePollerState:
         return con
 
     def _failed(self, op: str, exc: sqlite3.Error | OSError) -> StateError:
-        damaged, reason = failure(self.path, exc)
-        if damaged:
-            return StateError(
-                f"poller state {self.path} {reason}: move it away and the next poll "
-                "rebuilds it from the warehouse (only the poll history is lost)"
-            )
-        return StateError(f"poller state {self.path}: {op} failed: {reason}")
+        return file_error(
+            StateError,
+            "poller state",
+            self.path,
+            op,
+            exc,
+            "move it away and the next poll rebuilds it from the warehouse (only the poll "
+            "history is lost)",
+        )
 
     def _writable(self, op: str) -> None:
         if self.read_only:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from ey_platform.errors import BusError
-from ey_platform.sqlite_files import connect_read_only, failure, write_transaction
+from ey_platform.sqlite_files import connect_read_only, file_error, write_transaction
 
 Sync = Literal["full", "normal"]
 
@@ -100,14 +100,15 @@ class Connections:
 
     def failed(self, op: str, exc: sqlite3.Error | OSError) -> BusError:
         """The one error a failed ``op`` on the file raises, with what to do."""
-        damaged, reason = failure(self.path, exc)
-        if damaged:
-            return BusError(
-                f"bus file {self.path} {reason}: move it away and the bus starts empty; "
-                "the messages it held are lost (move the poller state away too, and the "
-                "poller publishes again what the warehouse lacks)"
-            )
-        return BusError(f"bus file {self.path}: {op} failed: {reason}")
+        return file_error(
+            BusError,
+            "bus file",
+            self.path,
+            op,
+            exc,
+            "move it away and the bus starts empty; the messages it held are lost (move the "
+            "poller state away too, and the poller publishes again what the warehouse lacks)",
+        )
 
     def close(self) -> None:
         """Close every connection opened, in any thread."""

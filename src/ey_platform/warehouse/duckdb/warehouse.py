@@ -74,7 +74,7 @@ class DuckDBWarehouse(SQLReads):
                 raise WarehouseError(
                     f"cannot create {self.path.parent}: {exc.strerror or exc}"
                 ) from None
-        con = self._open(read_only)
+        con = self._open(read_only=read_only)
         try:
             con.execute("SET enable_progress_bar = false")
             yield con
@@ -83,7 +83,7 @@ class DuckDBWarehouse(SQLReads):
         finally:
             con.close()
 
-    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+    def _open(self, *, read_only: bool) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.05
         while True:
