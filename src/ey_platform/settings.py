@@ -39,32 +39,20 @@ from pydantic_settings import (
 from ey_platform.errors import ConfigError
 from ey_platform.settings_sections import (
     BatchSettings,
-    BigQuerySettings,
     BusSettings,
-    DuckDBSettings,
     GcpSettings,
-    GcsLakeSettings,
     HttpSettings,
     LakeSettings,
-    LocalLakeSettings,
-    PubSubSettings,
-    SQLiteBusSettings,
     StreamSettings,
     WarehouseSettings,
 )
 
 __all__ = [
     "BatchSettings",
-    "BigQuerySettings",
     "BusSettings",
-    "DuckDBSettings",
     "GcpSettings",
-    "GcsLakeSettings",
     "HttpSettings",
     "LakeSettings",
-    "LocalLakeSettings",
-    "PubSubSettings",
-    "SQLiteBusSettings",
     "Settings",
     "StreamSettings",
     "WarehouseSettings",

@@ -37,3 +37,22 @@ def test_threads_opening_the_warehouse_at_once_can_all_scan_arrow(tmp_path: Path
         for thread in threads:
             thread.join()
     assert errors == []
+
+
+def test_the_transform_holds_the_warehouse_open_so_dbt_only_joins_it(tmp_path: Path) -> None:
+    # dbt-duckdb opens the file with a connect of its own, outside the opening lock:
+    # held open around the run, the database is never created by dbt's thread.
+    import subprocess
+    import sys
+
+    from ey_platform.settings import load_settings
+    from ey_platform.transform import _opened_first
+
+    settings = load_settings(data_dir=tmp_path)
+    DuckDBWarehouse(settings.duckdb_path).setup()
+    other = [sys.executable, "-c", "import duckdb, sys; duckdb.connect(sys.argv[1]).close()"]
+    with _opened_first(settings):  # held by this process: another one is locked out
+        held = subprocess.run([*other, str(settings.duckdb_path)], capture_output=True, text=True)
+    assert held.returncode != 0 and "lock" in held.stderr.lower()
+    after = subprocess.run([*other, str(settings.duckdb_path)], capture_output=True, text=True)
+    assert after.returncode == 0, after.stderr  # and let go of afterwards

@@ -164,7 +164,8 @@ def test_the_last_observed_state_wins_when_versions_restart(platform: Platform) 
 
     def lines(cart_id: int) -> list[tuple[Any, ...]]:
         return platform.rows(
-            f"SELECT line_number, quantity FROM bq_analytics.fact_orders WHERE cart_id = {cart_id}"
+            "SELECT line_number, quantity FROM bq_analytics.fact_orders "
+            f"WHERE cart_id = {cart_id} ORDER BY line_number"  # SQL promises no order else
         )
 
     carts, kept, now = _carts(platform.catalog), lines(4), datetime.now(UTC)

@@ -18,7 +18,7 @@ import duckdb
 import pytest
 
 from ey_platform.errors import PlatformError
-from ey_platform.pipelines.control import Stopper
+from ey_platform.pipelines.control import Stopper, run_both
 from ey_platform.pipelines.platform import Scheduler, first_batch, next_run
 from ey_platform.source.data import Catalog
 from ey_platform.source.server import create_app, serve_in_thread
@@ -133,6 +133,27 @@ def test_a_part_that_dies_stops_up_with_its_error() -> None:
         "up stopped: the consumer failed: Catalog Error: no such function"
     ]
     assert isinstance(failure[0], PlatformError)  # the CLI's one line and exit 1
+
+
+def test_stream_run_stops_the_consumer_and_fails_when_the_poller_dies() -> None:
+    class Broken(_Idle):
+        def poll_once(self, *, allow_mass_delete: bool = False) -> None:
+            raise KeyError("id")  # not a PlatformError: poll_every does not retry it
+
+    consumer, failure = _Idle(), []
+
+    def run() -> None:
+        try:
+            run_both(Broken(), consumer, 0.05, Stopper())  # type: ignore[arg-type]
+        except BaseException as exc:
+            failure.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(timeout=30)
+    assert not runner.is_alive() and consumer.stopped.is_set()  # not consuming alone
+    assert [str(exc) for exc in failure] == ["stream stopped: the poller failed: 'id'"]
+    assert isinstance(failure[0], PlatformError)
 
 
 def test_a_batch_runs_at_once_when_the_check_of_the_day_fails() -> None:

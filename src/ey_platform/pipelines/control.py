@@ -7,6 +7,8 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 
 from ey_platform.errors import PlatformError
 from ey_platform.pipelines.consumer import CartConsumer, ConsumeResult
@@ -62,17 +64,46 @@ def poll_every(
     return polls
 
 
+def start_part(
+    name: str, run: Callable[[], object], stopper: Stopper, failed: list[str]
+) -> threading.Thread:
+    """``run`` in a thread of its own. A part that dies stops every loop of ``stopper``
+    and is added to ``failed``: a process that polls with no consumer, or consumes with
+    no poller, would look alive to its host and do half its work."""
+
+    def supervised() -> None:
+        try:
+            run()
+        except Exception as exc:
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            failed.append(f"the {name} failed: {message}")
+            log.error("stream.part_failed", extra={"part": name, "error": message})
+            log.debug("stream.part_failed", exc_info=exc)
+            stopper.stop()
+
+    thread = threading.Thread(target=supervised, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def raise_if_failed(process: str, failed: list[str]) -> None:
+    """The first part that died, as the process's one error line (exit status 1)."""
+    if failed:
+        raise PlatformError(f"{process} stopped: {failed[0]}")
+
+
 def run_both(
     poller: CartPoller, consumer: CartConsumer, interval: float, stopper: Stopper
 ) -> ConsumeResult:
-    """The poller in a thread, the consumer in this one, until stopped."""
+    """The poller in a thread, the consumer in this one, until stopped; a poller that
+    dies stops the consumer, and the process fails with its error."""
     stopper.consumers.append(consumer)
-    thread = threading.Thread(
-        target=poll_every, args=(poller, interval, stopper), name="poller", daemon=True
-    )
-    thread.start()
+    failed: list[str] = []
+    thread = start_part("poller", partial(poll_every, poller, interval, stopper), stopper, failed)
     try:
-        return consumer.run()
+        result = consumer.run()
     finally:
         stopper.stop()
         thread.join()
+    raise_if_failed("stream", failed)
+    return result

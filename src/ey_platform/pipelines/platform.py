@@ -14,14 +14,13 @@ time runs the batch at once unless the day's batch has already finished.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 
 from ey_platform.errors import PlatformError
 from ey_platform.pipelines.consumer import CartConsumer
-from ey_platform.pipelines.control import Stopper, poll_every
+from ey_platform.pipelines.control import Stopper, poll_every, raise_if_failed, start_part
 from ey_platform.pipelines.poller import CartPoller
 
 log = logging.getLogger("ey_platform.up")
@@ -70,18 +69,11 @@ class Scheduler:
     def run(self, stopper: Stopper, *, batch_now: bool = False) -> None:
         stopper.consumers.append(self.consumer)
         failed: list[str] = []
-        parts = {
+        parts: dict[str, Callable[[], object]] = {
             "consumer": self.consumer.run,
             "poller": partial(poll_every, self.poller, self.poll_interval, stopper),
         }
-        threads = [
-            threading.Thread(
-                target=self._part, args=(name, run, stopper, failed), name=name, daemon=True
-            )
-            for name, run in parts.items()
-        ]
-        for thread in threads:
-            thread.start()
+        threads = [start_part(name, run, stopper, failed) for name, run in parts.items()]
         now = self.clock()
         next_batch = now if batch_now else self._first_batch(now)
         next_transform = now + self.transform_every
@@ -107,22 +99,8 @@ class Scheduler:
             thread.join()
         if failed:
             log.error("up.stopped", extra={"failed": failed[0]})
-            raise PlatformError(f"up stopped: {failed[0]}")
+        raise_if_failed("up", failed)
         log.info("up.stopped")
-
-    @staticmethod
-    def _part(name: str, run: Callable[[], object], stopper: Stopper, failed: list[str]) -> None:
-        """Run one part in its thread. A part that dies stops the platform, whose exit
-        status then says so: a process that polls with no consumer, or consumes with
-        no poller, would look alive to its host and do half its work."""
-        try:
-            run()
-        except Exception as exc:
-            message = " ".join(str(exc).split()) or type(exc).__name__
-            failed.append(f"the {name} failed: {message}")
-            log.error("up.part_failed", extra={"part": name, "error": message})
-            log.debug("up.part_failed", exc_info=exc)
-            stopper.stop()
 
     def _first_batch(self, now: datetime) -> datetime:
         try:

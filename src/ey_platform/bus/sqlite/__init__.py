@@ -14,7 +14,6 @@
 """
 
 from ey_platform.bus.sqlite.bus import SQLiteBus
-from ey_platform.bus.sqlite.connection import Access, Sync
 from ey_platform.bus.sqlite.schema import FORMAT_VERSION
 
-__all__ = ["FORMAT_VERSION", "Access", "SQLiteBus", "Sync"]
+__all__ = ["FORMAT_VERSION", "SQLiteBus"]

@@ -45,8 +45,6 @@ class SQLiteBus:
         self.dead_letter_subscription = f"{dead_letter_topic}-sub"
         self.ack_deadline = ack_deadline
         self.max_delivery_attempts = max_delivery_attempts
-        self.sync = sync
-        self.busy_timeout = busy_timeout
         self._files = Connections(path, sync=sync, busy_timeout=busy_timeout, access=access)
 
     @classmethod

@@ -2,8 +2,6 @@
 the batch load (:mod:`.load`), the stream's sink (:mod:`.sink`) and the values written
 into its SQL (:mod:`.literals`). The Google SDK is imported only where it is used."""
 
-from ey_platform.warehouse.bigquery.load import BigQueryPartitionLoad
-from ey_platform.warehouse.bigquery.sink import BigQueryEventSink
 from ey_platform.warehouse.bigquery.warehouse import BigQueryWarehouse
 
-__all__ = ["BigQueryEventSink", "BigQueryPartitionLoad", "BigQueryWarehouse"]
+__all__ = ["BigQueryWarehouse"]

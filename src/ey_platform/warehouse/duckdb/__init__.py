@@ -3,14 +3,6 @@ the batch load (:mod:`.load`), the stream's sink (:mod:`.sink`) and the opening 
 file (:mod:`.connection`)."""
 
 from ey_platform.warehouse.duckdb.connection import LOCK_CONFLICT, open_file
-from ey_platform.warehouse.duckdb.load import DuckDBPartitionLoad
-from ey_platform.warehouse.duckdb.sink import DuckDBEventSink
 from ey_platform.warehouse.duckdb.warehouse import DuckDBWarehouse
 
-__all__ = [
-    "LOCK_CONFLICT",
-    "DuckDBEventSink",
-    "DuckDBPartitionLoad",
-    "DuckDBWarehouse",
-    "open_file",
-]
+__all__ = ["LOCK_CONFLICT", "DuckDBWarehouse", "open_file"]

@@ -61,10 +61,11 @@ class DuckDBWarehouse(SQLReads):
         return f"{self.analytics}.{name}"
 
     @contextmanager
-    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection, waiting with backoff while another process
-        holds the file. DuckDB's errors in the block become :class:`WarehouseError`."""
-        read_only = read_only or self.read_only
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection (read-only for a read-only warehouse), waiting with
+        backoff while another process holds the file. DuckDB's errors in the block
+        become :class:`WarehouseError`."""
+        read_only = self.read_only
         if read_only and not self.path.exists():
             raise WarehouseError(f"no warehouse at {self.path} yet")
         if not read_only:
