@@ -23,3 +23,13 @@ output "image" {
   description = "The image digest every job and worker pool runs: the one to roll back to."
   value       = var.image
 }
+
+output "dashboard" {
+  description = "The Cloud Monitoring dashboard (jobs, backlog, rows loaded, freshness)."
+  value       = "https://console.cloud.google.com/monitoring/dashboards/builder/${element(split("/", google_monitoring_dashboard.platform.id), 3)}?project=${var.project}"
+}
+
+output "alert_policies" {
+  description = "The alert policies, by key of local.alert_policies (monitoring.tf)."
+  value       = { for key, policy in google_monitoring_alert_policy.policy : key => policy.name }
+}

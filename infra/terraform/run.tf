@@ -45,6 +45,7 @@ locals {
   # hand), and what the workloads add to it.
   settings = {
     EYP_PROFILE                       = "gcp"
+    EYP_ENVIRONMENT                   = var.environment
     EYP_GCP__PROJECT                  = var.project
     EYP_LAKE__GCS__BUCKET             = var.bucket
     EYP_WAREHOUSE__RAW_DATASET        = var.raw_dataset
@@ -53,6 +54,8 @@ locals {
     EYP_BUS__TOPIC                    = google_pubsub_topic.events.name
     EYP_BUS__SUBSCRIPTION             = google_pubsub_subscription.events.name
     EYP_BUS__DEAD_LETTER_TOPIC        = google_pubsub_topic.dead_letters.name
+    # The threshold of the backlog alert policy (monitoring.tf) and of the application's.
+    EYP_ALERTS__BACKLOG_AGE = tostring(var.alert_backlog_age_minutes)
   }
   app_env = merge(local.settings, {
     EYP_API_URL                    = var.api_url
@@ -60,6 +63,16 @@ locals {
     EYP_BUS__MAX_DELIVERY_ATTEMPTS = tostring(var.max_delivery_attempts)
     EYP_DATA_DIR                   = "/tmp/ey-platform"
   })
+}
+
+# The settings that are secrets: each variable and the Secret Manager secret whose
+# latest version an instance reads when it starts (a job at each execution, a worker
+# pool's instances when they are replaced). bootstrap/secrets.tf creates the secret
+# without a value and Cloud Run refuses to deploy one that has no version, so the
+# webhook is read only once alerts_webhook says its owner added one.
+locals {
+  alerts_webhook_secret_id = "ey-alerts-webhook"
+  secret_env               = var.alerts_webhook ? { EYP_ALERTS__WEBHOOK_URL = local.alerts_webhook_secret_id } : {}
 }
 
 # A release is a new image digest: an execution already running finishes on the image
@@ -92,6 +105,18 @@ resource "google_cloud_run_v2_job" "job" {
           content {
             name  = env.key
             value = env.value
+          }
+        }
+        dynamic "env" {
+          for_each = local.secret_env
+          content {
+            name = env.key
+            value_source {
+              secret_key_ref {
+                secret  = env.value
+                version = "latest"
+              }
+            }
           }
         }
       }
@@ -131,6 +156,18 @@ resource "google_cloud_run_v2_worker_pool" "worker" {
         content {
           name  = env.key
           value = env.value
+        }
+      }
+      dynamic "env" {
+        for_each = local.secret_env
+        content {
+          name = env.key
+          value_source {
+            secret_key_ref {
+              secret  = env.value
+              version = "latest"
+            }
+          }
         }
       }
     }

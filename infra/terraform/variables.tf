@@ -120,3 +120,41 @@ variable "consumer_instances" {
     error_message = "consumer_instances must be a whole number from 0 to 10."
   }
 }
+
+# Monitoring (monitoring.tf). The budget is bootstrap/'s (bootstrap/budget.tf).
+variable "alert_emails" {
+  description = "Addresses Cloud Monitoring notifies of the alert policies (an on-call group rather than people). Empty: no email channel."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for a in var.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[a-z]{2,}$", a))])
+    error_message = "alert_emails must be email addresses: set them in envs/ENV.tfvars."
+  }
+}
+
+variable "alert_webhook_url" {
+  description = "HTTPS endpoint Cloud Monitoring posts its incident JSON to (channel type webhook_tokenauth; not a Slack or Chat incoming webhook, which expects its own format: that one is the application's EYP_ALERTS__WEBHOOK_URL). Unset: no webhook channel. Pass it with TF_VAR_alert_webhook_url, not in a tfvars file."
+  type        = string
+  default     = null
+  sensitive   = true
+  validation {
+    condition     = var.alert_webhook_url == null || startswith(coalesce(var.alert_webhook_url, "-"), "https://")
+    error_message = "alert_webhook_url must start with https://."
+  }
+}
+
+variable "alert_backlog_age_minutes" {
+  description = "Minutes the subscription's oldest unacknowledged message may wait before the backlog alert fires (EYP_ALERTS__BACKLOG_AGE, the same threshold for the application's own alert)."
+  type        = number
+  default     = 15
+  validation {
+    condition     = var.alert_backlog_age_minutes > 0
+    error_message = "alert_backlog_age_minutes must be a positive number of minutes."
+  }
+}
+
+variable "alerts_webhook" {
+  description = "Whether the jobs and worker pools read EYP_ALERTS__WEBHOOK_URL, the application's chat webhook, from the secret ey-alerts-webhook (bootstrap/secrets.tf). Cloud Run refuses a secret with no version: turn it on once the URL is added (gcloud secrets versions add ey-alerts-webhook --data-file=-). Off: the application sends no alert of its own."
+  type        = bool
+  default     = false
+}

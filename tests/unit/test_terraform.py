@@ -112,6 +112,7 @@ def test_terraform_names_are_the_settings_defaults() -> None:
     assert defaults["ack_deadline_seconds"] == settings.bus.ack_deadline
     assert defaults["max_delivery_attempts"] == settings.bus.max_delivery_attempts
     assert defaults["api_url"] == settings.api_url
+    assert defaults["alert_backlog_age_minutes"] == settings.alerts.backlog_age == 15
     buckets = {_tfvars(TF, env)["bucket"] for env in ENVS}
     assert len(buckets) == len(ENVS)
     # The dataset the deploy workflow's dbt check builds in, created by bootstrap/.
@@ -129,6 +130,7 @@ _NAME_KEYS = {
     "repository_id",
     "workload_identity_pool_id",
     "workload_identity_pool_provider_id",
+    "secret_id",
 }
 
 
@@ -220,10 +222,14 @@ def _terraform(
     )
 
 
+# Placeholders whose value has a fixed shape, and a valid value of that shape.
+_EXAMPLES = {"billing_account": "0A1B2C-3D4E5F-60718A"}
+
+
 def _filled(config: Path, env: str) -> list[str]:
     """-var options that replace the tfvars' REPLACE-ME placeholders by valid values."""
     return [
-        f"-var={key}={value.replace('REPLACE-ME', 'example-org').lower()}"
+        f"-var={key}={_EXAMPLES.get(key) or value.replace('REPLACE-ME', 'example-org').lower()}"
         for key, value in _tfvars(config, env).items()
         if isinstance(value, str) and value.startswith("REPLACE-ME")
     ]
@@ -332,6 +338,7 @@ def test_the_apis_are_enabled_as_code_and_come_first() -> None:
         for api in (
             "artifactregistry",
             "bigquery",
+            "billingbudgets",
             "cloudresourcemanager",
             "cloudscheduler",
             "iam",
@@ -340,6 +347,7 @@ def test_the_apis_are_enabled_as_code_and_come_first() -> None:
             "monitoring",
             "pubsub",
             "run",
+            "secretmanager",
             "storage",
             "sts",
         )
@@ -350,6 +358,9 @@ def test_the_apis_are_enabled_as_code_and_come_first() -> None:
         "google_artifact_registry_repository",
         "google_storage_bucket",
         "google_bigquery_dataset",
+        "google_monitoring_notification_channel",
+        "google_billing_budget",
+        "google_secret_manager_secret",
     }
     creating = [(kind, label, body) for kind, label, body in resources if kind in first]
     assert {kind for kind, _, _ in creating} == first
@@ -384,12 +395,108 @@ def test_the_jobs_environment_is_valid_settings(monkeypatch: pytest.MonkeyPatch)
     assert local["app_env"].startswith("${merge(local.settings, {")
     names = [*local["settings"], *re.findall(r"(EYP_\w+) =", local["app_env"])]
     assert local["settings"]["EYP_PROFILE"] == "gcp"
+    # The environment's name labels BigQuery jobs; the backlog threshold is the alert
+    # policy's (monitoring.tf), so the application and Cloud Monitoring agree.
+    assert local["settings"]["EYP_ENVIRONMENT"] == "${var.environment}"
+    assert local["settings"]["EYP_ALERTS__BACKLOG_AGE"] == (
+        "${tostring(var.alert_backlog_age_minutes)}"
+    )
+    numbers = ("DEADLINE", "ATTEMPTS", "BACKLOG_AGE")
     for key in names:
-        monkeypatch.setenv(key, "1" if key.endswith(("DEADLINE", "ATTEMPTS")) else "x")
+        monkeypatch.setenv(key, "1" if key.endswith(numbers) else "x")
     monkeypatch.setenv("EYP_API_URL", "https://fakestoreapi.com")
     monkeypatch.setenv("EYP_PROFILE", "gcp")
-    assert load_settings().profile == "gcp"
+    loaded = load_settings()
+    assert loaded.profile == "gcp"
+    assert (loaded.environment, loaded.alerts.backlog_age) == ("x", 1.0)
     assert unknown_variables(dict.fromkeys(names, "x")) == []  # every name is a setting
+
+
+def _secret_env(work: Path, *options: str) -> Any:
+    """local.secret_env of run.tf, evaluated by terraform over the variables."""
+    blocks = [
+        block
+        for block in re.findall(r"(?ms)^locals \{\n.*?^\}\n", (TF / "run.tf").read_text())
+        if re.search(r"^  secret_env += ", block, re.M)
+    ]
+    assert len(blocks) == 1, "run.tf: the locals of secret_env not found"
+    (work / "secret_env.tf").write_text(blocks[0])
+    done = _terraform(
+        work,
+        "console",
+        f"-var-file={TF / 'envs' / 'dev.tfvars'}",
+        f"-var=image={DIGEST}",
+        *_filled(TF, "dev"),
+        *options,
+        stdin="jsonencode(local.secret_env)\n",
+    )
+    assert done.returncode == 0, done.stderr
+    return orjson.loads(orjson.loads(done.stdout.strip()))
+
+
+def _containers() -> dict[str, dict[str, Any]]:
+    """The container of the Cloud Run jobs and of the worker pools, by resource kind."""
+    found = {}
+    for kind, _, body in _resources(TF):
+        if kind == "google_cloud_run_v2_job":
+            assert body["for_each"] == "${local.run_jobs}"
+            ((template,),) = [job["template"] for job in body["template"]]
+        elif kind == "google_cloud_run_v2_worker_pool":
+            assert body["for_each"] == "${local.workers}"
+            (template,) = body["template"]
+        else:
+            continue
+        (found[kind],) = template["containers"]
+    return found
+
+
+@needs_terraform
+def test_the_webhook_is_read_from_its_secret_by_every_job_and_worker_pool_when_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Off by default: Cloud Run refuses a secret that has no version yet.
+    assert _variables(TF)["alerts_webhook"]["type"] == "bool"
+    assert _defaults(TF)["alerts_webhook"] is False
+    work = Offline(tmp_path)["platform"]
+    assert _secret_env(work) == {}
+    assert _secret_env(work, "-var=alerts_webhook=false") == {}
+    assert _secret_env(work, "-var=alerts_webhook=true") == {
+        "EYP_ALERTS__WEBHOOK_URL": "ey-alerts-webhook"
+    }
+    # Each job and worker pool (one resource each, over every name) gets the plain
+    # settings and, from Secret Manager, those of secret_env: with it empty, nothing
+    # but the plain settings.
+    plain = {
+        "for_each": "${local.app_env}",
+        "content": [{"name": "${env.key}", "value": "${env.value}"}],
+    }
+    secret = {
+        "for_each": "${local.secret_env}",
+        "content": [
+            {
+                "name": "${env.key}",
+                "value_source": [
+                    {"secret_key_ref": [{"secret": "${env.value}", "version": "latest"}]}
+                ],
+            }
+        ],
+    }
+    containers = _containers()
+    assert set(containers) == {"google_cloud_run_v2_job", "google_cloud_run_v2_worker_pool"}
+    for kind, container in containers.items():
+        assert "env" not in container, kind
+        assert container["dynamic"] == [{"env": plain}, {"env": secret}], kind
+    platform = "\n".join(p.read_text() for p in TF.glob("*.tf") if p.name != "variables.tf")
+    assert len(re.findall(r"\bvar\.alerts_webhook\b", platform)) == 1  # secret_env only
+    # The secret is not among the plain settings (nor in the settings output), and its
+    # variable is the application's webhook setting.
+    local = _locals(TF / "run.tf")
+    names = [*local["settings"], *re.findall(r"(EYP_\w+) =", local["app_env"])]
+    assert "EYP_ALERTS__WEBHOOK_URL" not in names
+    assert unknown_variables({"EYP_ALERTS__WEBHOOK_URL": "x"}) == []
+    monkeypatch.setenv("EYP_ALERTS__WEBHOOK_URL", "https://chat.example.com/hook")
+    webhook = load_settings().alerts.webhook_url
+    assert webhook is not None and webhook.get_secret_value() == "https://chat.example.com/hook"
 
 
 def test_the_raw_layer_is_read_from_the_application_schema_file() -> None:
@@ -413,6 +520,8 @@ def test_the_raw_layer_is_read_from_the_application_schema_file() -> None:
         "carts_events",
         "_quarantine",
         "_pipeline_runs",
+        "_quality_results",
+        "_incidents",
     }
     assert set(raw_schema().views) == {"cart_states"}
 
@@ -469,29 +578,36 @@ def test_raw_table_schemas_and_views_match_the_bigquery_backend(tmp_path: Path) 
     assert "`ey-test-dev.bq_raw.carts_events`" in views["cart_states"]
 
 
+# The workloads that send the application's alerts read the webhook's secret
+# (bootstrap/secrets.tf), on that secret only.
+_WEBHOOK_READER = "roles/secretmanager.secretAccessor"
 _GRANTS = {
     "batch": {
         "roles/storage.objectCreator",
         "roles/storage.objectViewer",
         "roles/bigquery.dataEditor",
         "roles/bigquery.jobUser",
+        _WEBHOOK_READER,
     },
     "poller": {
         "roles/pubsub.publisher",
         "roles/storage.objectCreator",
         "roles/bigquery.dataViewer",
         "roles/bigquery.jobUser",
+        _WEBHOOK_READER,
     },
     "consumer": {
         "roles/pubsub.subscriber",
         "roles/pubsub.publisher",
         "roles/bigquery.dataEditor",
         "roles/bigquery.jobUser",
+        _WEBHOOK_READER,
     },
     "transform": {
         "roles/bigquery.dataViewer",
         "roles/bigquery.dataEditor",
         "roles/bigquery.jobUser",
+        _WEBHOOK_READER,
     },
     "scheduler": {"roles/run.invoker"},
     "deployer": {
@@ -505,6 +621,12 @@ _GRANTS = {
         "roles/iam.serviceAccountUser",
         "roles/artifactregistry.writer",
         "roles/storage.objectAdmin",
+        # What monitoring.tf creates: alert policies, their channels, the dashboard and
+        # the log-based metrics.
+        "roles/monitoring.alertPolicyEditor",
+        "roles/monitoring.notificationChannelEditor",
+        "roles/monitoring.dashboardEditor",
+        "roles/logging.configWriter",
     },
 }
 
@@ -556,6 +678,58 @@ def _readme_identity_table() -> dict[str, set[str]]:
 
 def test_the_readme_identity_table_is_what_terraform_grants() -> None:
     assert _readme_identity_table() == _granted()
+
+
+def test_the_alerts_webhook_secret_is_created_empty_and_read_on_it_by_the_workloads() -> None:
+    found = [
+        kind
+        for config in CONFIGS.values()
+        for kind, _, _ in _resources(config)
+        if kind.startswith("google_secret_manager")
+    ]
+    # No version: its value would be in the state. The owner adds it by hand.
+    assert sorted(found) == [
+        "google_secret_manager_secret",
+        "google_secret_manager_secret_iam_member",
+    ]
+    resources = {(kind, label): body for kind, label, body in _resources(BOOT)}
+    secret = resources[("google_secret_manager_secret", "alerts_webhook")]
+    assert secret["secret_id"] == "ey-alerts-webhook"
+    assert secret["replication"] == [{"auto": [{}]}]
+    assert secret["deletion_protection"] is True  # the version added by hand goes with it
+    # The platform reads the secret bootstrap creates, by the same name.
+    assert _locals(TF / "run.tf")["alerts_webhook_secret_id"] == secret["secret_id"]
+    # Granted on that secret, to each identity a job or worker pool runs as.
+    member = resources[("google_secret_manager_secret_iam_member", "alerts_webhook")]
+    assert member["for_each"] == "${local.alerts_webhook_grants}"
+    assert member["secret_id"] == "${google_secret_manager_secret.alerts_webhook.secret_id}"
+    assert member["project"] == "${google_secret_manager_secret.alerts_webhook.project}"
+    assert (member["role"], member["member"]) == (
+        "${each.value.role}",
+        "${local.sa[each.value.identity]}",
+    )
+    run = _locals(TF / "run.tf")
+    senders = {*run["run_jobs"], *run["workers"]}
+    assert senders == {"batch", "transform", "poller", "consumer"}
+    grants = _all_locals(BOOT)["alerts_webhook_grants"]
+    assert sorted(g["identity"] for g in grants.values()) == sorted(senders)
+    assert {g["role"] for g in grants.values()} == {_WEBHOOK_READER}
+    # Nowhere else: no other grant (on the project or any resource) reads secrets.
+    elsewhere = [
+        (name, key)
+        for config in CONFIGS.values()
+        for name, other in _all_locals(config).items()
+        if name.endswith("_grants") and name != "alerts_webhook_grants"
+        for key, grant in other.items()
+        if grant["role"].startswith("roles/secretmanager.")
+    ]
+    elsewhere += [
+        (kind, label)
+        for config in CONFIGS.values()
+        for kind, label, body in _resources(config)
+        if str(body.get("role", "")).startswith("roles/secretmanager.")
+    ]
+    assert elsewhere == []
 
 
 def _is_admin(role: str) -> bool:
@@ -662,3 +836,433 @@ def test_checkov_passes_with_justified_skips() -> None:
         for line in path.read_text().splitlines():
             if "checkov:skip=" in line:
                 assert re.search(r"checkov:skip=CKV_\w+:\S.{20,}", line), line
+
+
+# Monitoring (monitoring.tf) and the budget (bootstrap/budget.tf).
+MONITORING = TF / "monitoring.tf"
+SRC = ROOT / "src" / "ey_platform"
+_LOG_METHODS = {"debug", "info", "warning", "error", "critical", "exception"}
+# Fields every JSON log line carries besides the record's own: logs.py adds them from the
+# job context (ops/context.py).
+_CONTEXT_FIELDS = {"job", "run_id"}
+
+
+def _logged_events() -> dict[str, set[str]]:
+    """Each event the package logs (a logging call whose message is a string literal) and
+    the `extra` fields its calls pass."""
+    import ast
+
+    events: dict[str, set[str]] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and node.args):
+                continue
+            first = node.args[0]
+            methods = {n.attr for n in ast.walk(node.func) if isinstance(n, ast.Attribute)}
+            if not (methods & _LOG_METHODS and isinstance(first, ast.Constant)):
+                continue
+            if not isinstance(first.value, str):
+                continue
+            fields = events.setdefault(first.value, set())
+            for keyword in node.keywords:
+                if keyword.arg == "extra" and isinstance(keyword.value, ast.Dict):
+                    fields |= {k.value for k in keyword.value.keys if isinstance(k, ast.Constant)}
+    return events
+
+
+def _code_strings() -> set[str]:
+    """Every string constant of the package's code, docstrings left out."""
+    import ast
+
+    found: set[str] = set()
+    for path in sorted(SRC.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(n.value)
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)
+        }
+        found |= {
+            n.value
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings
+        }
+    return found
+
+
+def _unquoted(text: str) -> str:
+    """An HCL string as python-hcl2 returns it, with its escaped quotes as Terraform reads them."""
+    return text.replace('\\"', '"')
+
+
+def _monitoring_locals(work: Path, expression: str) -> Any:
+    """``expression`` evaluated by terraform over the variables and monitoring.tf's locals
+    that need no provider (the metrics' and the dashboard's), with run.tf's job and worker
+    names."""
+    blocks = [
+        block
+        for block in re.findall(r"(?ms)^locals \{\n.*?^\}\n", MONITORING.read_text())
+        if re.search(r"^  (platform_logs|dashboard_sections) = ", block, re.M)
+    ]
+    assert len(blocks) == 2, "monitoring.tf: the metrics' or the dashboard's locals not found"
+    run = _locals(TF / "run.tf")
+    names = {
+        key: ", ".join(f"{name} = {{}}" for name in run[key]) for key in ("run_jobs", "workers")
+    }
+    stub = "".join(f"  {key} = {{ {value} }}\n" for key, value in names.items())
+    (work / "monitoring.tf").write_text("".join(blocks) + "locals {\n" + stub + "}\n")
+    done = _terraform(
+        work,
+        "console",
+        f"-var-file={TF / 'envs' / 'dev.tfvars'}",
+        f"-var=image={DIGEST}",
+        *_filled(TF, "dev"),
+        stdin=f"jsonencode({expression})\n",
+    )
+    assert done.returncode == 0, done.stderr
+    return orjson.loads(orjson.loads(done.stdout.strip()))
+
+
+def test_log_metrics_count_only_events_the_code_logs() -> None:
+    metrics = _locals(MONITORING)["log_metrics"]
+    logged = _logged_events()
+    assert {"job.failed", "batch.held", "quality.failed", "batch.load"} <= logged.keys(), (
+        "the parsing of the package's log calls is wrong"
+    )
+    assert {m["event"] for m in metrics.values()} == {
+        "job.failed",
+        "batch.held",
+        "quality.failed",
+        "batch.load",
+    }
+    for name, metric in metrics.items():
+        assert metric["event"] in logged, f"{name}: no code logs {metric['event']!r}"
+        fields = logged[metric["event"]] | _CONTEXT_FIELDS
+        assert set(metric["labels"]) <= fields, f"{name}: a label no {metric['event']} carries"
+        if metric["value"] is not None:
+            assert metric["value"] in logged[metric["event"]], name
+    assert metrics["job_failures"]["labels"].keys() == {"job"}
+    assert metrics["batches_held"]["labels"].keys() == {"entity"}
+    assert metrics["quality_failures"]["labels"].keys() >= {"check_name", "entity"}
+    assert metrics["rows_loaded"]["value"] == "rows"
+    # Freshness is the quality check of that name (contract: check_name = "freshness").
+    assert _unquoted(metrics["stale_sources"]["also"]) == 'jsonPayload.check_name="freshness"'
+    assert "freshness" in _code_strings(), "no code records a check named freshness"
+    (metric,) = [body for kind, _, body in _resources(TF) if kind == "google_logging_metric"]
+    assert metric["for_each"] == "${local.log_metrics}"
+    assert metric["name"] == "ey_${each.key}"
+    filter_ = _unquoted(metric["filter"])
+    assert '"(${local.platform_logs})"' in filter_
+    assert 'jsonPayload.message="${each.value.event}"' in filter_
+    assert metric["label_extractors"] == (
+        '${{for key in keys(each.value.labels) : key => "EXTRACT(jsonPayload.${key})"}}'
+    )
+
+
+@needs_terraform
+def test_log_metrics_read_only_the_platforms_cloud_run_logs(tmp_path: Path) -> None:
+    found = _monitoring_locals(
+        Offline(tmp_path)["platform"],
+        "{ logs = local.platform_logs, types = local.metric_types }",
+    )
+    assert found["logs"] == (
+        '(resource.type="cloud_run_job" AND resource.labels.job_name=("ey-batch" OR '
+        '"ey-transform")) OR (resource.type="cloud_run_worker_pool" AND '
+        'resource.labels.worker_pool_name=("ey-consumer" OR "ey-poller"))'
+    )
+    assert found["types"]["job_failures"] == "logging.googleapis.com/user/ey_job_failures"
+
+
+_POLICIES = {
+    "job_failed",
+    "job_execution_failed",
+    "batch_held",
+    "quality_failed",
+    "source_stale",
+    "backlog",
+    "dead_letters",
+}
+
+
+def test_every_alert_policy_notifies_the_channels_and_says_what_to_do() -> None:
+    resources = {(kind, label): body for kind, label, body in _resources(TF)}
+    (policy,) = [body for (kind, _), body in resources.items() if kind.endswith("alert_policy")]
+    assert policy["for_each"] == "${local.alert_policies}"
+    assert policy["notification_channels"] == "${local.notification_channels}"
+    assert policy["documentation"] == [
+        {
+            "subject": "${each.value.subject}",
+            "mime_type": "text/markdown",
+            "content": "${each.value.runbook}",
+        }
+    ]
+    assert policy["depends_on"] == ["${google_logging_metric.event}"]
+    local = _locals(MONITORING)
+    assert local["notification_channels"].replace(" ", "").replace("\n", "") == (
+        "${concat([forchannelingoogle_monitoring_notification_channel.email:channel.name],"
+        "google_monitoring_notification_channel.webhook[*].name)}"
+    )
+    email = resources[("google_monitoring_notification_channel", "email")]
+    assert (email["type"], email["for_each"]) == ("email", "${toset(var.alert_emails)}")
+    webhook = resources[("google_monitoring_notification_channel", "webhook")]
+    assert webhook["type"] == "webhook_tokenauth"
+    assert webhook["count"] == "${nonsensitive(var.alert_webhook_url == null) ? 0 : 1}"
+    assert _variables(TF)["alert_webhook_url"]["sensitive"] is True
+    policies = local["alert_policies"]
+    assert set(policies) == _POLICIES
+    for name, spec in policies.items():
+        assert spec["severity"] in {"CRITICAL", "ERROR", "WARNING"}, name
+        assert spec["subject"].startswith("[${var.environment}] "), name
+        assert re.search(r"`ey-platform (health|stream status|batch)", spec["runbook"]), name
+        assert spec["conditions"], name
+        for condition in spec["conditions"]:
+            assert _unquoted(condition["filter"]).startswith('metric.type="'), name
+    # Each log-based metric but the rows' (a dashboard figure) is alerted on.
+    filters = {
+        name: _unquoted(c["filter"]) for name, s in policies.items() for c in s["conditions"]
+    }
+    for metric in ("job_failures", "batches_held", "quality_failures", "stale_sources"):
+        assert any(f"${{local.metric_types.{metric}}}" in f for f in filters.values()), metric
+    assert 'NOT metric.labels.check_name="freshness"' in filters["quality_failed"]
+    assert (
+        "ey-platform batch --entity $${metric.label.entity} --force"
+        in (policies["batch_held"]["runbook"])
+    )
+
+
+def test_a_stale_source_pages_only_on_fail_and_a_warn_stays_on_the_dashboard() -> None:
+    from typing import get_args
+
+    from ey_platform.ops.freshness import freshness_limits
+    from ey_platform.warehouse.base import QualityStatus
+
+    # carts_events, a stream that lands changes only, has no error limit: it only warns.
+    assert freshness_limits()["carts_events"][1] is None
+    assert {"warn", "fail"} <= set(get_args(QualityStatus))
+    local = _locals(MONITORING)
+    stale = local["log_metrics"]["stale_sources"]
+    # The metric counts both statuses, with the status as a label.
+    assert "status" in stale["labels"]
+    assert "status" not in _unquoted(stale["also"])
+    (condition,) = local["alert_policies"]["source_stale"]["conditions"]
+    assert _unquoted(condition["filter"]) == (
+        'metric.type="${local.metric_types.stale_sources}" AND metric.labels.status="fail"'
+    )
+    # No other policy reads freshness: quality_failed leaves it out.
+    for name, policy in local["alert_policies"].items():
+        for other in policy["conditions"]:
+            text = _unquoted(other["filter"])
+            if name != "source_stale":
+                assert "stale_sources" not in text, name
+                if "quality_failures" in text:
+                    assert 'NOT metric.labels.check_name="freshness"' in text, name
+    # The dashboard charts every status of it, by status.
+    (chart,) = [
+        c
+        for section in local["dashboard_sections"]
+        for c in section["charts"]
+        if "stale_sources" in str(c)
+    ]
+    (data,) = chart["xyChart"]["dataSets"]
+    series = data["timeSeriesQuery"]["timeSeriesFilter"]
+    assert _unquoted(series["filter"]) == 'metric.type="${local.metric_types.stale_sources}"'
+    assert "metric.label.status" in series["aggregation"]["groupByFields"]
+
+
+def test_the_cloud_run_backlog_and_dead_letter_policies_watch_the_platforms_resources() -> None:
+    policies = _locals(MONITORING)["alert_policies"]
+    (jobs,) = policies["job_execution_failed"]["conditions"]
+    assert _unquoted(jobs["filter"]).startswith(
+        'metric.type="run.googleapis.com/job/completed_execution_count" AND '
+        'resource.type="cloud_run_job" AND metric.labels.result="failed" AND '
+        'resource.labels.job_name=one_of(${join(", ", [for job in google_cloud_run_v2_job.job'
+    )
+    (backlog,) = policies["backlog"]["conditions"]
+    assert "/subscription/oldest_unacked_message_age" in backlog["filter"]
+    assert "${google_pubsub_subscription.events.name}" in backlog["filter"]
+    assert (backlog["aligner"], backlog["above"]) == (
+        "ALIGN_MAX",
+        "${var.alert_backlog_age_minutes * 60}",  # the variable is in minutes, the metric in s
+    )
+    forwarded, waiting = policies["dead_letters"]["conditions"]
+    assert "/subscription/dead_letter_message_count" in forwarded["filter"]
+    assert "${google_pubsub_subscription.events.name}" in forwarded["filter"]
+    assert "/subscription/num_undelivered_messages" in waiting["filter"]
+    assert "${google_pubsub_subscription.dead_letters.name}" in waiting["filter"]
+    # A state is announced when it ends as well; a discrete event only when it happens.
+    for name in ("backlog", "dead_letters", "source_stale"):
+        assert policies[name]["prompts"] == ["OPENED", "CLOSED"], name
+    for name in ("job_failed", "job_execution_failed", "batch_held", "quality_failed"):
+        assert policies[name]["prompts"] == ["OPENED"], name
+
+
+@needs_terraform
+def test_the_dashboard_json_is_valid_and_has_the_four_sections(tmp_path: Path) -> None:
+    (board,) = [body for kind, _, body in _resources(TF) if kind == "google_monitoring_dashboard"]
+    assert board["dashboard_json"] == "${jsonencode(local.dashboard)}"
+    dashboard = _monitoring_locals(Offline(tmp_path)["platform"], "local.dashboard")
+    layout = dashboard["mosaicLayout"]
+    tiles = sorted(layout["tiles"], key=lambda t: (t["yPos"], t["xPos"]))
+    headers = [t for t in tiles if "sectionHeader" in t["widget"]]
+    assert [t["widget"]["title"] for t in headers] == [
+        "Jobs",
+        "Backlog",
+        "Rows loaded",
+        "Freshness",
+    ]
+    cells = set()
+    for tile in tiles:
+        assert tile["xPos"] + tile["width"] <= layout["columns"] == 48
+        area = {
+            (x, y)
+            for x in range(tile["xPos"], tile["xPos"] + tile["width"])
+            for y in range(tile["yPos"], tile["yPos"] + tile["height"])
+        }
+        assert not area & cells, f"{tile['widget']['title']} overlaps another tile"
+        cells |= area
+    starts = [t["yPos"] for t in headers] + [max(t["yPos"] + t["height"] for t in tiles)]
+    charts = {
+        header["widget"]["title"]: [
+            t["widget"] for t in tiles if "xyChart" in t["widget"] and start < t["yPos"] < end
+        ]
+        for header, start, end in zip(headers, starts, starts[1:], strict=False)
+    }
+    assert all(len(found) >= 2 for found in charts.values()), charts.keys()
+    queries = {
+        section: [d["timeSeriesQuery"] for chart in found for d in chart["xyChart"]["dataSets"]]
+        for section, found in charts.items()
+    }
+    text = orjson.dumps(queries).decode()
+    assert "run.googleapis.com/job/completed_execution_count" in str(queries["Jobs"])
+    assert "oldest_unacked_message_age" in str(queries["Backlog"])
+    assert "user_ey_rows_loaded_sum" in str(queries["Rows loaded"])
+    assert "ey_stale_sources" in str(queries["Freshness"])
+    used = set(re.findall(r"logging\.googleapis\.com/user/(\w+)", text))
+    used |= set(re.findall(r"logging_googleapis_com:user_(\w+?)_(?:sum|count)\b", text))
+    assert used and used <= {f"ey_{name}" for name in _locals(MONITORING)["log_metrics"]}
+    (age,) = charts["Backlog"][0]["xyChart"]["thresholds"]
+    assert age["value"] == _defaults(TF)["alert_backlog_age_minutes"] * 60
+    # The dead letters charted are those of the subscription pubsub.tf creates.
+    dead = [b for k, label, b in _resources(TF) if k == "google_pubsub_subscription"]
+    assert {b["name"] for b in dead} == {"${var.subscription}", "${var.dead_letter_topic}-sub"}
+    assert 'subscription_id=\\"carts-events-dlq-sub\\"' in text
+
+
+def test_the_budget_is_the_owners_and_notifies_at_its_thresholds() -> None:
+    # Creating a budget takes a role on the billing account: the owner applies it with
+    # bootstrap/, and the platform, which the CI deployer applies, has none.
+    assert [k for config in CONFIGS.values() for k, _, _ in _resources(config)].count(
+        "google_billing_budget"
+    ) == 1
+    assert not (TF / "budget.tf").exists()
+    assert {"billing_account", "monthly_budget"} & _variables(TF).keys() == set()
+    resources = {(kind, label): body for kind, label, body in _resources(BOOT)}
+    budget = resources[("google_billing_budget", "monthly")]
+    assert budget["count"] == '${var.billing_account == "" ? 0 : 1}'  # no account, no budget
+    assert budget["billing_account"] == "${var.billing_account}"
+    assert budget["budget_filter"] == [
+        {
+            "projects": ["projects/${data.google_project.this.number}"],
+            "calendar_period": "MONTH",
+            "credit_types_treatment": "INCLUDE_ALL_CREDITS",
+        }
+    ]
+    assert budget["amount"] == [
+        {"specified_amount": [{"units": "${tostring(var.monthly_budget)}"}]}
+    ]
+    thresholds = _locals(BOOT / "budget.tf")["budget_thresholds"]
+    assert [(t["percent"], t["basis"]) for t in thresholds] == [
+        (0.5, "CURRENT_SPEND"),
+        (0.9, "CURRENT_SPEND"),
+        (1.0, "CURRENT_SPEND"),
+        (1.0, "FORECASTED_SPEND"),
+    ]
+    (dynamic,) = budget["dynamic"]
+    assert dynamic["threshold_rules"]["for_each"] == "${local.budget_thresholds}"
+    # The billing account's administrators and the project's owners, and the budget's
+    # own email channels, which exist only with the budget.
+    (rule,) = budget["all_updates_rule"]
+    assert rule["disable_default_iam_recipients"] is False
+    assert rule["enable_project_level_recipients"] is True
+    assert rule["monitoring_notification_channels"] == (
+        "${[for channel in google_monitoring_notification_channel.budget : channel.name]}"
+    )
+    email = resources[("google_monitoring_notification_channel", "budget")]
+    assert email["type"] == "email"
+    assert email["for_each"] == (
+        '${var.billing_account == "" ? toset([]) : toset(var.budget_emails)}'
+    )
+    # The Budget API takes a quota project with the owner's user credentials.
+    assert budget["provider"] == "${google.billing}"
+    providers = [p["google"] for p in _load(BOOT / "versions.tf")["provider"]]
+    (billing,) = [p for p in providers if p.get("alias") == "billing"]
+    assert billing["billing_project"] == "${var.project}"
+    assert billing["user_project_override"] is True
+    # Only prod names a billing account, as a placeholder to replace; elsewhere no budget.
+    assert _tfvars(BOOT, "prod")["billing_account"].startswith("REPLACE-ME")
+    assert "billing_account" not in _tfvars(BOOT, "dev")
+    assert _defaults(BOOT)["billing_account"] == ""
+    assert all("billing_account" not in _tfvars(TF, env) for env in ENVS)
+
+
+@needs_terraform
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ('-var=alert_emails=["oncall"]', "alert_emails must be email addresses"),
+        ("-var=alert_webhook_url=http://hooks.example.com/x", "must start with https://"),
+        ("-var=alert_backlog_age_minutes=0", "alert_backlog_age_minutes must be a positive"),
+    ],
+)
+def test_terraform_refuses_bad_monitoring_values(
+    offline: Offline, option: str, message: str
+) -> None:
+    done = _plan(offline["platform"], TF, "dev", *_filled(TF, "dev"), option)
+    assert done.returncode != 0, option
+    assert message in " ".join(done.stderr.split()), done.stderr
+
+
+@needs_terraform
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("-var=billing_account=0123-4567", "billing_account must be a billing account id"),
+        ("-var=monthly_budget=0", "monthly_budget must be a whole number above 0"),
+        ("-var=monthly_budget=99.5", "monthly_budget must be a whole number above 0"),
+        ('-var=budget_emails=["finance"]', "budget_emails must be at most 5 email addresses"),
+        (
+            "-var=budget_emails=" + orjson.dumps([f"f{i}@example.com" for i in range(6)]).decode(),
+            "budget_emails must be at most 5 email addresses",
+        ),
+    ],
+)
+def test_terraform_refuses_bad_budget_values(offline: Offline, option: str, message: str) -> None:
+    done = _plan(offline["bootstrap"], BOOT, "prod", *_filled(BOOT, "prod"), option)
+    assert done.returncode != 0, option
+    assert message in " ".join(done.stderr.split()), done.stderr
+
+
+@needs_terraform
+def test_terraform_accepts_the_monitoring_and_budget_values_it_documents(
+    offline: Offline,
+) -> None:
+    done = _plan(
+        offline["platform"],
+        TF,
+        "dev",
+        *_filled(TF, "dev"),
+        '-var=alert_emails=["data-oncall@example.com"]',
+        "-var=alert_webhook_url=https://hooks.example.com/monitoring",
+        "-var=alert_backlog_age_minutes=30",
+    )
+    assert done.returncode == 0, done.stderr
+    done = _plan(
+        offline["bootstrap"],
+        BOOT,
+        "dev",
+        *_filled(BOOT, "dev"),
+        "-var=billing_account=0A1B2C-3D4E5F-60718A",
+        "-var=monthly_budget=300",
+        "-var=budget_emails=" + orjson.dumps([f"f{i}@example.com" for i in range(5)]).decode(),
+    )
+    assert done.returncode == 0, done.stderr

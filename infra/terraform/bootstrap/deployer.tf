@@ -52,14 +52,21 @@ resource "google_service_account_iam_member" "deployer_from_github" {
 }
 
 # What applying infra/terraform needs, and nothing more. No project IAM admin: every
-# project-level grant is in this configuration, applied by an owner. The datasets'
-# grants are in iam.tf (raw_dataset_grants, analytics_dataset_grants, ci_dataset_grants).
+# project-level grant is in this configuration, applied by an owner. No billing role:
+# the budget is here too (budget.tf). The datasets' grants are in iam.tf
+# (raw_dataset_grants, analytics_dataset_grants, ci_dataset_grants).
 locals {
   deployer_project_grants = {
     run       = { identity = "deployer", role = "roles/run.developer" }        # jobs and worker pools, their revisions, the smoke executions
     scheduler = { identity = "deployer", role = "roles/cloudscheduler.admin" } # the triggers (no narrower role creates them)
     pubsub    = { identity = "deployer", role = "roles/pubsub.admin" }         # topics, subscriptions and the grants on them (pubsub.editor sets no IAM)
     queries   = { identity = "deployer", role = "roles/bigquery.jobUser" }     # the smoke run's row counts, dbt in CI
+    # Cloud Monitoring of the platform (monitoring.tf): the narrowest predefined role for
+    # each kind of resource it creates.
+    alerts      = { identity = "deployer", role = "roles/monitoring.alertPolicyEditor" }         # the alert policies
+    channels    = { identity = "deployer", role = "roles/monitoring.notificationChannelEditor" } # their email and webhook channels
+    dashboard   = { identity = "deployer", role = "roles/monitoring.dashboardEditor" }           # the dashboard
+    log_metrics = { identity = "deployer", role = "roles/logging.configWriter" }                 # the log-based metrics (no narrower role; it writes sinks and exclusions too)
   }
 }
 

@@ -1,9 +1,10 @@
 # One identity per workload, each granted only what it uses, on the resource it uses it
 # on. No basic role (owner/editor), no service account key: the jobs and worker pools
 # run as these accounts on Cloud Run and get short-lived tokens from the metadata
-# server. The grants on the stores of this configuration (bucket, datasets) and on the
-# project are here; those on the platform's resources (the events table, the topics,
-# the subscription) are in infra/terraform/iam.tf, next to their resources.
+# server. The grants on the stores of this configuration (bucket, datasets, the alerts
+# webhook's secret) and on the project are here; those on the platform's resources
+# (the events table, the topics, the subscription) are in infra/terraform/iam.tf, next
+# to their resources.
 locals {
   identities = {
     batch     = "Daily batch: API -> lake -> bq_raw"
@@ -58,6 +59,14 @@ locals {
     transform       = { identity = "transform", role = "roles/bigquery.jobUser" }
     scheduler_start = { identity = "scheduler", role = "roles/run.invoker" }
   }
+  # The workloads that send alerts read the webhook's secret (secrets.tf), that secret
+  # only: the scheduler and the deployer send none.
+  alerts_webhook_grants = {
+    batch     = { identity = "batch", role = "roles/secretmanager.secretAccessor" }
+    poller    = { identity = "poller", role = "roles/secretmanager.secretAccessor" }
+    consumer  = { identity = "consumer", role = "roles/secretmanager.secretAccessor" }
+    transform = { identity = "transform", role = "roles/secretmanager.secretAccessor" }
+  }
 }
 
 resource "google_storage_bucket_iam_member" "raw" {
@@ -93,4 +102,12 @@ resource "google_project_iam_member" "workload" {
   project  = var.project
   role     = each.value.role
   member   = local.sa[each.value.identity]
+}
+
+resource "google_secret_manager_secret_iam_member" "alerts_webhook" {
+  for_each  = local.alerts_webhook_grants
+  project   = google_secret_manager_secret.alerts_webhook.project
+  secret_id = google_secret_manager_secret.alerts_webhook.secret_id
+  role      = each.value.role
+  member    = local.sa[each.value.identity]
 }

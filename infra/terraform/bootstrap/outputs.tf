@@ -18,3 +18,13 @@ output "service_accounts" {
   description = "The identity of each workload."
   value       = { for name, account in google_service_account.job : name => account.email }
 }
+
+output "budget" {
+  description = "The monthly budget on the billing account, or null when billing_account is empty."
+  value       = one(google_billing_budget.monthly[*].name)
+}
+
+output "alerts_webhook_secret" {
+  description = "The secret of the application's chat webhook: add the URL as a version (gcloud secrets versions add NAME --data-file=-), then set alerts_webhook = true in the platform."
+  value       = google_secret_manager_secret.alerts_webhook.secret_id
+}

@@ -87,3 +87,35 @@ variable "state_bucket" {
     error_message = "state_bucket must be a bucket name: set it in envs/ENV.tfvars."
   }
 }
+
+# The monthly budget (budget.tf).
+variable "billing_account" {
+  description = "Billing account of this environment's project (XXXXXX-XXXXXX-XXXXXX), for its monthly budget. Empty: no budget."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.billing_account == "" || can(regex("^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$", var.billing_account))
+    error_message = "billing_account must be a billing account id, XXXXXX-XXXXXX-XXXXXX, or empty for no budget: set it in envs/ENV.tfvars."
+  }
+}
+
+variable "monthly_budget" {
+  description = "Budget of this environment's project per calendar month, in whole units of the billing account's currency."
+  type        = number
+  default     = 250
+  validation {
+    condition     = var.monthly_budget > 0 && floor(var.monthly_budget) == var.monthly_budget
+    error_message = "monthly_budget must be a whole number above 0."
+  }
+}
+
+variable "budget_emails" {
+  description = "Addresses the budget's thresholds notify besides the billing account's administrators and users and the project's owners (an on-call or finance group rather than people). Empty: those only."
+  type        = list(string)
+  default     = []
+  validation {
+    # A budget notifies at most five Monitoring channels, one per address.
+    condition     = length(var.budget_emails) <= 5 && alltrue([for a in var.budget_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[a-z]{2,}$", a))])
+    error_message = "budget_emails must be at most 5 email addresses (a budget notifies at most 5 channels): set them in envs/ENV.tfvars."
+  }
+}

@@ -8,3 +8,5 @@ region             = "europe-west1"
 bigquery_location  = "EU"
 bucket             = "REPLACE-ME-ey-dev-raw-data"
 transform_schedule = "30 2 * * *"
+# The application's own chat alerts: alerts_webhook = true once the secret
+# ey-alerts-webhook has a version (gcloud secrets versions add ey-alerts-webhook --data-file=-).

@@ -7,3 +7,8 @@ environment       = "prod"
 region            = "europe-west1"
 bigquery_location = "EU"
 bucket            = "REPLACE-ME-ey-prod-raw-data"
+# Who Cloud Monitoring's alerts notify (monitoring.tf), e.g.
+# alert_emails = ["data-oncall@example.com"]; a webhook comes from TF_VAR_alert_webhook_url.
+# The monthly budget is bootstrap/'s (bootstrap/envs/prod.tfvars).
+# The application's own chat alerts: alerts_webhook = true once the secret
+# ey-alerts-webhook has a version (gcloud secrets versions add ey-alerts-webhook --data-file=-).

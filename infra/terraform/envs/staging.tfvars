@@ -7,3 +7,5 @@ environment       = "staging"
 region            = "europe-west1"
 bigquery_location = "EU"
 bucket            = "REPLACE-ME-ey-staging-raw-data"
+# The application's own chat alerts: alerts_webhook = true once the secret
+# ey-alerts-webhook has a version (gcloud secrets versions add ey-alerts-webhook --data-file=-).

@@ -11,3 +11,6 @@ bucket              = "REPLACE-ME-ey-prod-raw-data"
 coldline_after_days = 90
 github_repository   = "REPLACE-ME/ey-data-platform"
 state_bucket        = "REPLACE-ME-ey-prod-tfstate"
+# The billing account of prod's project, for its monthly budget (budget.tf); who else
+# its thresholds notify, e.g. budget_emails = ["data-oncall@example.com"].
+billing_account = "REPLACE-ME-XXXXXX-XXXXXX-XXXXXX"
