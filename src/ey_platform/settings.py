@@ -38,21 +38,27 @@ from pydantic_settings import (
 
 from ey_platform.errors import ConfigError
 from ey_platform.settings_sections import (
+    AlertSettings,
     BatchSettings,
     BusSettings,
     GcpSettings,
     HttpSettings,
     LakeSettings,
+    LogSettings,
+    MetricsSettings,
     StreamSettings,
     WarehouseSettings,
 )
 
 __all__ = [
+    "AlertSettings",
     "BatchSettings",
     "BusSettings",
     "GcpSettings",
     "HttpSettings",
     "LakeSettings",
+    "LogSettings",
+    "MetricsSettings",
     "Settings",
     "StreamSettings",
     "WarehouseSettings",
@@ -120,6 +126,12 @@ class Settings(BaseSettings):
         description="local: files, DuckDB and an embedded bus. gcp: Cloud Storage, BigQuery, "
         "Pub/Sub. Moves every backend at once.",
     )
+    environment: str = Field(
+        "local",
+        pattern=r"^[a-z][a-z0-9_-]{0,62}$",
+        description="Name of this deployment (dev, staging, prod): the env label of every "
+        "BigQuery job and the alerts' prefix.",
+    )
     api_url: str = Field(PUBLIC_API_URL, description="Base URL of the FakeStore API.")
     api_token: SecretStr | None = Field(
         None,
@@ -138,6 +150,11 @@ class Settings(BaseSettings):
     bus: BusSettings = Field(default_factory=BusSettings, description="Message bus.")
     stream: StreamSettings = Field(default_factory=StreamSettings, description="Streaming.")
     gcp: GcpSettings = Field(default_factory=GcpSettings, description="Google Cloud.")
+    log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
+    alerts: AlertSettings = Field(default_factory=AlertSettings, description="Alerting.")
+    metrics: MetricsSettings = Field(
+        default_factory=MetricsSettings, description="Metrics endpoint of `up`."
+    )
     _given_as: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="wrap")
@@ -165,6 +182,11 @@ class Settings(BaseSettings):
         name still in use), for messages: ``variable("warehouse", "duckdb", "path")``."""
         name = _variable(path)
         return self._given_as.get(name, name)
+
+    @property
+    def json_logs(self) -> bool:
+        """Whether log lines are JSON objects (``EYP_LOG__FORMAT``; auto: on profile gcp)."""
+        return self.log.format == "json" or (self.log.format == "auto" and self.profile == "gcp")
 
     @property
     def lake_root(self) -> Path:

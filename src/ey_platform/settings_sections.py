@@ -8,8 +8,9 @@ from __future__ import annotations
 from datetime import time
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 
 class HttpSettings(BaseModel):
@@ -47,8 +48,14 @@ class BatchSettings(BaseModel):
         ge=0,
         le=1,
         description="A batch that would replace a day with fewer than this fraction of the "
-        "rows of the entity's last loaded day is held (status held, exit 1); `batch --force` "
-        "loads it anyway.",
+        "median rows of the entity's last 7 loaded days is held (status held, exit 1); "
+        "`batch --force` loads it anyway.",
+    )
+    schema_policy: Literal["evolve", "warn", "freeze"] = Field(
+        "warn",
+        description="What a batch does when the fields or JSON types of an entity differ "
+        "from its last loaded run: evolve loads and records it, warn also alerts, freeze "
+        "holds the day (status held, the warehouse untouched).",
     )
 
 
@@ -98,6 +105,12 @@ class BigQuerySettings(BaseModel):
         False,
         description="Read large query results with the BigQuery Storage Read API (needs "
         "bigquery.readsessions.create); off: results come through the REST API.",
+    )
+    maximum_bytes_billed: int = Field(
+        20 << 30,
+        ge=10 << 20,
+        description="Bytes a single BigQuery query of the platform or of dbt may bill; a "
+        "query that would read more fails instead (20 GiB: a few cents at on-demand prices).",
     )
 
 
@@ -202,3 +215,56 @@ class GcpSettings(BaseModel):
     pubsub_endpoint: str | None = Field(
         None, description="Pub/Sub host:port, for an emulator (then no credentials are sent)."
     )
+
+
+class LogSettings(BaseModel):
+    """What the platform's log lines look like."""
+
+    format: Literal["auto", "text", "json"] = Field(
+        "auto",
+        description="text: key=value lines for a terminal. json: one JSON object a line, "
+        "as Cloud Logging parses it. auto: json with profile gcp, text otherwise.",
+    )
+
+
+class AlertSettings(BaseModel):
+    """Where and when the platform raises an alert."""
+
+    webhook_url: SecretStr | None = Field(
+        None,
+        description="Incoming webhook (Slack or Google Chat) that gets one message when an "
+        "incident opens and one when it ends. Unset: incidents are only logged.",
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _an_http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never holds the value: it is a secret.
+        if value is not None:
+            parts = urlsplit(value.get_secret_value())
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http:// or https:// URL (value not shown)")
+        return value
+
+    backlog_age: float = Field(
+        15.0,
+        gt=0,
+        description="Minutes the bus's oldest unacknowledged message may wait before the "
+        "backlog is an incident.",
+    )
+    timeout: float = Field(
+        5.0, gt=0, description="Seconds to wait for the webhook; a slow one is logged, not fatal."
+    )
+
+
+class MetricsSettings(BaseModel):
+    """The HTTP endpoint of `ey-platform up`."""
+
+    port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Port on which `ey-platform up` serves /healthz and Prometheus /metrics "
+        "(0 picks a free one, logged). Unset: no endpoint.",
+    )
+    host: str = Field("127.0.0.1", description="Address of that endpoint: loopback by default.")

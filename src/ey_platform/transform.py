@@ -4,6 +4,11 @@ in-process through dbt's Python entry point (``dbtRunner``).
 The target follows the profile (``local``: dbt-duckdb on the warehouse file; ``gcp``:
 dbt-bigquery). dbt writes nothing into the project: its artifacts and partial parsing
 go to ``<data_dir>/dbt/target``, so the installed package may be read-only.
+
+What dbt judged is handed on as data-quality results (``bq_raw._quality_results``):
+the outcome of every test of a build (:meth:`DbtOutcome.quality`, also on the
+:class:`TransformError` of a failed build), and the freshness of every source
+(:func:`source_freshness`).
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from ey_platform.errors import PlatformError
+from ey_platform.ops.freshness import Limits, freshness_result
 from ey_platform.settings import Settings
+from ey_platform.warehouse.base import QualityResult, QualityStatus
 from ey_platform.warehouse.duckdb import LOCK_CONFLICT, open_file
 
 log = logging.getLogger("ey_platform.transform")
@@ -34,8 +41,31 @@ DBT_PROJECT = Path(__file__).resolve().with_name("dbt")
 BUILD = ("build", "--exclude-resource-type", "unit_test")
 
 
-class TransformError(PlatformError):
-    """dbt failed: the message lists the failing nodes."""
+# Tests of a build, data tests and unit tests alike: their outcomes are quality results.
+_TESTS = frozenset({"test", "unit_test"})
+_TEST_STATUS: dict[str, QualityStatus] = {"pass": "pass", "warn": "warn", "fail": "fail"}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeResult:
+    """What dbt reported of one node it ran."""
+
+    kind: str
+    """dbt's resource type: model, snapshot, test, unit_test, source."""
+    name: str
+    entity: str
+    """What the node judges: the model a test tests, the table of a source; else itself."""
+    status: str
+    """dbt's status, lower case: success, pass, warn, fail, error, skipped, runtime error."""
+    message: str | None
+    failures: int | None
+    """A test's failing rows."""
+    finished_at: datetime
+    age: float | None = None
+    """A source's: seconds from its newest ``loaded_at_field`` to when dbt looked."""
+    max_loaded_at: datetime | None = None
+    limits: Limits = (None, None)
+    """A source's freshness limits, as dbt judged it by."""
 
 
 @dataclass
@@ -46,6 +76,45 @@ class DbtOutcome:
     """Nodes that passed; None for a command that runs no node (docs generate, parse)."""
     failures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    nodes: list[NodeResult] = field(default_factory=list)
+
+    def quality(self, run_id: str, job: str = "transform") -> list[QualityResult]:
+        """The outcome of every test that ran, as data-quality results: a failing test
+        is ``fail`` (``warn`` at warn severity), a test that could not run is ``fail``
+        with dbt's error. A test skipped because what it tests failed has none: that
+        failure fails the transform itself."""
+        results = []
+        for node in self.nodes:
+            if node.kind not in _TESTS or node.status == "skipped":
+                continue
+            status = _TEST_STATUS.get(node.status, "fail")  # error: the test could not run
+            results.append(
+                QualityResult(
+                    run_id=run_id,
+                    job=job,
+                    check_name=node.name,
+                    entity=node.entity,
+                    status=status,
+                    observed="error" if node.status == "error" else _rows(node.failures or 0),
+                    expected="0 failing rows",
+                    detail=None if status == "pass" else node.message,
+                    checked_at=node.finished_at,
+                )
+            )
+        return results
+
+
+def _rows(count: int) -> str:
+    return f"{count} failing row" + ("" if count == 1 else "s")
+
+
+class TransformError(PlatformError):
+    """dbt failed: the message lists the failing nodes; ``outcome`` holds what dbt
+    reported, the results of the tests that ran included (None: dbt never started)."""
+
+    def __init__(self, message: str, outcome: DbtOutcome | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 def dbt_environment(settings: Settings) -> dict[str, str]:
@@ -62,14 +131,70 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
     env["EYP_WAREHOUSE__BIGQUERY__LOCATION"] = settings.warehouse.bigquery.location
     env["EYP_WAREHOUSE__RAW_DATASET"] = settings.warehouse.raw_dataset
     env["EYP_WAREHOUSE__ANALYTICS_DATASET"] = settings.warehouse.analytics_dataset
+    # The limit on what one query may bill, and the env label of dbt's BigQuery jobs.
+    env["EYP_WAREHOUSE__BIGQUERY__MAXIMUM_BYTES_BILLED"] = str(
+        settings.warehouse.bigquery.maximum_bytes_billed
+    )
+    env["EYP_ENVIRONMENT"] = settings.environment
     return env
 
 
 def run_dbt(
     settings: Settings, *args: str, quiet: bool = False, project: Path = DBT_PROJECT
 ) -> DbtOutcome:
-    """Run one dbt command; raise :class:`TransformError` naming what failed. Retries
-    while another process holds the DuckDB file, up to the warehouse lock timeout."""
+    """Run one dbt command; raise :class:`TransformError` naming what failed, with the
+    outcome attached. Retries while another process holds the DuckDB file, up to the
+    warehouse lock timeout."""
+    outcome = _run(settings, args, quiet=quiet, project=project)
+    if outcome.failures:
+        raise _failed(f"dbt {args[0]}", outcome)
+    for warning in outcome.warnings:
+        log.warning("transform.warning", extra={"command": args[0], "warning": warning})
+    counts = {} if outcome.passed is None else {"passed": outcome.passed}
+    log.info("transform.done", extra={"command": args[0], **counts, "seconds": outcome.seconds})
+    return outcome
+
+
+def source_freshness(
+    settings: Settings,
+    *,
+    run_id: str,
+    job: str = "transform",
+    quiet: bool = True,
+    project: Path = DBT_PROJECT,
+) -> list[QualityResult]:
+    """``dbt source freshness`` (results in ``<data_dir>/dbt/target/sources.json``): one
+    result per source table whose freshness is checked. A stale source is a result
+    (``warn``, or ``fail`` past its error limit), and so is one dbt could not query
+    (``fail``, with dbt's error); only dbt failing to run at all raises
+    :class:`TransformError`."""
+    outcome = _run(settings, ("source", "freshness"), quiet=quiet, project=project)
+    if outcome.passed is None:  # no node ran: the project, the profile or dbt failed
+        raise _failed("dbt source freshness", outcome)
+    results = [
+        freshness_result(
+            node.entity,
+            node.status,
+            age=node.age,
+            max_loaded_at=node.max_loaded_at,
+            limits=node.limits,
+            error=node.message,
+            run_id=run_id,
+            job=job,
+            checked_at=node.finished_at,
+        )
+        for node in outcome.nodes
+    ]
+    failing = sum(r.status != "pass" for r in results)
+    log.info(
+        "transform.freshness",
+        extra={"sources": len(results), "not_fresh": failing, "seconds": outcome.seconds},
+    )
+    return results
+
+
+def _run(settings: Settings, args: tuple[str, ...], *, quiet: bool, project: Path) -> DbtOutcome:
+    """One dbt command, retried while another process holds the DuckDB file."""
     if not (project / "dbt_project.yml").exists():
         raise TransformError(f"no dbt project at {project}")
     os.environ.update(dbt_environment(settings))
@@ -80,20 +205,17 @@ def run_dbt(
             outcome = _invoke(argv, args[0], quiet=quiet)
         busy = any(sign in f for f in outcome.failures for sign in LOCK_CONFLICT)
         if not busy or time.monotonic() > deadline:
-            break
+            return outcome
         log.warning("transform.busy", extra={"retry_in": 1.0})
         time.sleep(1.0)
-    if outcome.failures:
-        raise TransformError(
-            f"dbt {args[0]} failed: "
-            + "; ".join(outcome.failures[:5])
-            + (f" (+{len(outcome.failures) - 5} more)" if len(outcome.failures) > 5 else "")
-        )
-    for warning in outcome.warnings:
-        log.warning("transform.warning", extra={"command": args[0], "warning": warning})
-    counts = {} if outcome.passed is None else {"passed": outcome.passed}
-    log.info("transform.done", extra={"command": args[0], **counts, "seconds": outcome.seconds})
-    return outcome
+
+
+def _failed(what: str, outcome: DbtOutcome) -> TransformError:
+    shown = "; ".join(outcome.failures[:5])
+    more = len(outcome.failures) - 5
+    return TransformError(
+        f"{what} failed: {shown}" + (f" (+{more} more)" if more > 0 else ""), outcome
+    )
 
 
 def _argv(args: tuple[str, ...], project: Path, work: Path, *, quiet: bool) -> list[str]:
@@ -162,8 +284,13 @@ def _invoke(argv: list[str], command: str, *, quiet: bool) -> DbtOutcome:
         outcome.failures.append(f"{type(result.exception).__name__}: {message}")
         return outcome
     nodes = getattr(result.result, "results", None)
-    if nodes is not None:  # a command that runs nodes (build, run, test)
-        outcome.passed = _tally(nodes, outcome.failures)
+    if nodes is not None:  # a command that runs nodes (build, run, test, source freshness)
+        outcome.nodes = [_node_result(node) for node in nodes]
+        failed = [n for n in outcome.nodes if n.status in {"error", "fail", "runtime error"}]
+        outcome.failures += [
+            f"{n.name}: {' '.join((n.message or n.status).split())}" for n in failed
+        ]
+        outcome.passed = len(outcome.nodes) - len(failed)
     if not result.success and not outcome.failures:
         outcome.failures.append("dbt reported a failure; run `ey-platform transform` to see it")
     return outcome
@@ -186,18 +313,46 @@ def _close_duckdb() -> None:
         log.debug("transform.close_failed", extra={"error": str(exc)})
 
 
-def _tally(nodes: list[Any], failures: list[str]) -> int:
-    """Add the failed nodes to ``failures``; return how many passed."""
-    passed = 0
-    for node in nodes:
-        status = str(getattr(node, "status", "")).lower()
-        if status in {"error", "fail", "runtime error"}:
-            name = getattr(getattr(node, "node", None), "name", "?")
-            message = " ".join(str(getattr(node, "message", status)).split())  # one line
-            failures.append(f"{name}: {message}")
-        else:
-            passed += 1
-    return passed
+def _node_result(result: Any) -> NodeResult:
+    """dbt's result of a node (a RunResult, a SourceFreshnessResult), read by attribute."""
+    node = getattr(result, "node", None)
+    timing = getattr(result, "timing", None) or []
+    finished = getattr(timing[-1], "completed_at", None) if timing else None
+    return NodeResult(
+        kind=str(getattr(node, "resource_type", "?")),
+        name=str(getattr(node, "name", "?")),
+        entity=_entity(node),
+        status=str(getattr(result, "status", "")).lower(),
+        message=getattr(result, "message", None),
+        failures=getattr(result, "failures", None),
+        # dbt's timings are naive UTC
+        finished_at=finished.replace(tzinfo=UTC) if finished else datetime.now(UTC),
+        age=getattr(result, "age", None),
+        max_loaded_at=getattr(result, "max_loaded_at", None),
+        limits=_limits(getattr(node, "freshness", None)),
+    )
+
+
+def _entity(node: Any) -> str:
+    """The model (snapshot, source table) a test tests, or the node's own name."""
+    tested = getattr(node, "attached_node", None) or getattr(node, "tested_node_unique_id", None)
+    if tested is None and str(getattr(node, "resource_type", "")) == "test":
+        depends = getattr(getattr(node, "depends_on", None), "nodes", None) or []
+        tested = depends[0] if depends else None
+    return str(tested).rsplit(".", 1)[-1] if tested else str(getattr(node, "name", "?"))
+
+
+def _limits(threshold: Any) -> Limits:
+    """dbt's FreshnessThreshold as (warn_after, error_after)."""
+
+    def limit(time_: Any) -> timedelta | None:
+        count, period = getattr(time_, "count", None), getattr(time_, "period", None)
+        return None if count is None or period is None else timedelta(**{f"{period.value}s": count})
+
+    return (
+        limit(getattr(threshold, "warn_after", None)),
+        limit(getattr(threshold, "error_after", None)),
+    )
 
 
 # dbt's report of an exception (its message, then its traceback): the exception itself

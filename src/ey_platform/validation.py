@@ -17,6 +17,7 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from ey_platform.models import SCHEMAS, Entity, batch_adapter
+from ey_platform.ops.quality import Shape
 from ey_platform.source.jsonstream import array_to_jsonl
 
 
@@ -95,6 +96,8 @@ class GatedBatch:
     jsonl: bytes
     valid: int
     rejected: list[Rejected] = field(default_factory=list)
+    shape: Shape = field(default_factory=Shape)
+    """The fields and JSON types of a sample of the valid records."""
 
 
 @cache

@@ -4,50 +4,16 @@ command line, against the bundled server, on a real data folder."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
-import duckdb
 import pytest
 
 from ey_platform.bus.sqlite import SQLiteBus
 from ey_platform.source.data import Catalog
+from tests.cli import cli, one_error_line, rows
 from tests.conftest import FakeStore
 
 DAY, NEXT_DAY = "2026-11-26", "2026-11-27"
-
-
-def cli(data: Path, url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ey_platform", *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={
-            **os.environ,
-            "EYP_DATA_DIR": str(data),
-            "EYP_API_URL": url,
-            "EYP_HTTP__MAX_ATTEMPTS": "2",
-            "EYP_HTTP__BACKOFF_BASE": "0.01",
-            **env,
-        },
-    )
-
-
-def rows(data: Path, sql: str) -> list[tuple[Any, ...]]:
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
-        return con.execute(sql).fetchall()
-
-
-def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
 
 
 def latest_carts(data: Path) -> set[int]:
@@ -139,10 +105,7 @@ def test_a_day_with_far_fewer_users_is_held_until_forced(fakestore: FakeStore, d
     fakestore.state.catalog = Catalog(n_users=4)
     held = cli(data, fakestore.url, "batch", "--date", NEXT_DAY)
     line = one_error_line(held)
-    assert (
-        "users" in line
-        and "4 users records, fewer than 50% of the 10 loaded for 2026-11-26" in line
-    )
+    assert "users 2026-11-27: 4 users records, fewer than 50% of the median 10" in line
     assert "--force" in line
     assert "held" in held.stdout  # the result table shows it
     # products went through; users of the next day were not loaded, the day before kept.
@@ -158,6 +121,13 @@ def test_a_day_with_far_fewer_users_is_held_until_forced(fakestore: FakeStore, d
         f"WHERE entity = 'users' AND ingestion_date = '{NEXT_DAY}'",
     )
     assert recorded == [("held", recorded[0][1])] and "fewer than 50%" in recorded[0][1]
+    # The gate's result is recorded beside the run, the schema's too.
+    assert rows(
+        data,
+        "SELECT check_name, status, observed FROM bq_raw._quality_results "
+        "WHERE entity = 'users' AND run_id = (SELECT max(run_id) FROM bq_raw._quality_results) "
+        "ORDER BY 1",
+    ) == [("schema", "pass", "16 fields"), ("volume", "fail", "4 records")]
     forced = cli(data, fakestore.url, "batch", "--date", NEXT_DAY, "--force")
     assert forced.returncode == 0, forced.stderr
     assert rows(

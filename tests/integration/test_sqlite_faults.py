@@ -326,8 +326,13 @@ def _cli(data: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int
 def _one_error_line(returncode: int, stderr: str, start: str) -> None:
     assert returncode == 1, stderr
     assert "Traceback" not in stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {start}"), stderr
+    # The last line is the one error; before it only log lines (the run's job.failed,
+    # its incident), each a line of its own.
+    *logged, last = stderr.strip().splitlines()
+    assert last.startswith(f"error: {start}"), stderr
+    assert all(re.match(r"\d{4}-\d\d-\d\dT\S+ (INFO|WARNING|ERROR) ", line) for line in logged), (
+        stderr
+    )
 
 
 COMMANDS = {"poll": ("poll", "--once"), "consume": ("consume", "--drain"), "status": ("status",)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -18,12 +19,21 @@ import orjson
 import pytest
 
 from ey_platform.backends import make_warehouse
+from ey_platform.ops.freshness import freshness_limits
 from ey_platform.settings import Settings, load_settings
 from ey_platform.source.client import FakeStoreClient
 from ey_platform.source.data import Catalog
 from ey_platform.source.server import create_app, serve_in_thread
-from ey_platform.transform import BUILD, TransformError, run_dbt
+from ey_platform.transform import (
+    BUILD,
+    TransformError,
+    dbt_environment,
+    run_dbt,
+    source_freshness,
+)
+from ey_platform.warehouse.base import QualityResult
 from ey_platform.wiring import run_batch, stream_parts
+from tests.contract.conftest import emulator_env  # noqa: F401  (the emulators' settings, a fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -111,10 +121,35 @@ def test_a_rebuild_raises_no_warning(platform: Platform) -> None:
     assert outcome.passed > 20
 
 
+def test_every_test_of_a_build_is_a_quality_result(platform: Platform) -> None:
+    platform.batch()
+    platform.stream()
+    outcome = run_dbt(platform.cfg, *BUILD, quiet=True)
+    results = outcome.quality("r1")
+    assert len(results) == sum(node.kind == "test" for node in outcome.nodes) > 25
+    assert {(r.status, r.observed, r.expected, r.detail) for r in results} == {
+        ("pass", "0 failing rows", "0 failing rows", None)
+    }
+    assert {(r.run_id, r.job) for r in results} == {("r1", "transform")}
+    entities = {r.check_name: r.entity for r in results}
+    assert {name: entities[name] for name in entities if name.startswith("row_count_")} == {
+        f"row_count_{mart}": mart
+        for mart in ("dim_products", "dim_users", "fact_orders", "fact_order_totals")
+    }
+    assert entities["source_not_null_bq_raw_carts_events_event_id"] == "carts_events"
+    assert entities["unique_dim_users_user_key"] == "dim_users"
+
+
 def test_the_dbt_unit_tests_pass(platform: Platform) -> None:
     platform.everything()
     outcome = run_dbt(platform.cfg, "test", "--select", "test_type:unit", quiet=True)
     assert outcome.passed == 3
+    tested = sorted((r.entity, r.status) for r in outcome.quality("r1"))
+    assert tested == [
+        ("fact_orders", "pass"),
+        ("fact_orders", "pass"),
+        ("int_products_latest", "pass"),
+    ]
 
 
 def test_an_edited_cart_changes_its_lines_and_a_deleted_cart_leaves(platform: Platform) -> None:
@@ -277,8 +312,14 @@ def test_a_line_of_an_unknown_product_fails_the_build_at_the_contract(platform: 
     platform.stream()
     with pytest.raises(
         TransformError, match=r"fact_orders: .*NOT NULL constraint failed: .*product_key"
-    ):
+    ) as failed:
         platform.transform()
+    assert failed.value.outcome is not None
+    results = {r.check_name: r for r in failed.value.outcome.quality("r1")}
+    assert results["row_count_dim_products"].status == "pass"
+    # what tests fact_orders never ran (skipped): the failed build is the alert
+    assert not any(r.entity in {"fact_orders", "fact_order_totals"} for r in results.values())
+    assert {r.status for r in results.values()} == {"pass"}
 
 
 def test_dataset_settings_move_every_layer(tmp_path: Path) -> None:
@@ -337,10 +378,14 @@ def test_a_dbt_exception_is_one_error_line_and_no_traceback(tmp_path: Path, quie
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
     assert "Encountered an error" not in result.stdout
-    [line] = result.stderr.splitlines()
-    assert line.startswith("error: dbt build failed: IOException: ")
-    assert f'"{warehouse}" exists, but it is not a valid DuckDB database file' in line
-    assert ("Running with dbt=" in result.stdout) is not quiet
+    # The transform records its run in the warehouse first: the damage is found there,
+    # before dbt starts, and named with what to do. Before the one error line, only the
+    # log lines of the failed run (job.failed, its incident).
+    *logged, line = result.stderr.splitlines()
+    assert line.startswith(f"error: DuckDB file {warehouse} is damaged or not a DuckDB database")
+    assert "restore it from a backup" in line
+    assert all(" job=transform run_id=" in entry for entry in logged), logged
+    assert "Running with dbt=" not in result.stdout
 
 
 def _zero_a_header_block(path: Path) -> None:
@@ -437,3 +482,198 @@ def test_docs_log_no_node_count(tmp_path: Path) -> None:
     [done] = [line for line in result.stderr.splitlines() if " transform.done " in line]
     assert "command=docs" in done and "seconds=" in done
     assert "passed=" not in done
+
+
+def test_dbt_reads_the_query_limit_and_the_environment_from_the_settings() -> None:
+    cfg = load_settings(
+        environment="prod", warehouse={"bigquery": {"maximum_bytes_billed": 3 << 30}}
+    )
+    env = dbt_environment(cfg)
+    assert env["EYP_WAREHOUSE__BIGQUERY__MAXIMUM_BYTES_BILLED"] == str(3 << 30)
+    assert env["EYP_ENVIRONMENT"] == "prod"
+
+
+def _move_loads_back(cfg: Settings, hours: int) -> None:
+    """Every raw row loaded ``hours`` earlier than it was: a late batch, a quiet stream."""
+    with make_warehouse(cfg).connect() as con:  # type: ignore[attr-defined]
+        for table in ("products", "users", "carts_events"):
+            con.execute(
+                f"UPDATE bq_raw.{table} SET _loaded_at = _loaded_at - INTERVAL {hours} HOUR"
+            )
+
+
+def _freshness(cfg: Settings) -> dict[str, QualityResult]:
+    return {r.entity: r for r in source_freshness(cfg, run_id="r1")}
+
+
+def test_source_freshness_judges_the_age_of_the_loads(platform: Platform) -> None:
+    platform.everything()
+    fresh = _freshness(platform.cfg)
+    assert {t: r.status for t, r in fresh.items()} == dict.fromkeys(
+        ("products", "users", "carts_events"), "pass"
+    )
+    assert {(r.check_name, r.run_id, r.job) for r in fresh.values()} == {
+        ("freshness", "r1", "transform")
+    }
+    assert fresh["users"].expected == "warn > 26 h, error > 36 h"
+    assert fresh["carts_events"].expected == "warn > 24 h, no error"
+    assert (fresh["users"].detail or "").startswith("max_loaded_at 20")
+    report = platform.cfg.data_dir.resolve() / "dbt" / "target" / "sources.json"
+    assert len(orjson.loads(report.read_bytes())["results"]) == 3
+
+    _move_loads_back(platform.cfg, 30)
+    late = _freshness(platform.cfg)
+    assert {t: r.status for t, r in late.items()} == dict.fromkeys(
+        ("products", "users", "carts_events"), "warn"
+    )
+    assert re.fullmatch(r"30 h( \d+ min)?", late["products"].observed or "")
+
+    _move_loads_back(platform.cfg, 18)  # two days late
+    stale = _freshness(platform.cfg)
+    assert {t: r.status for t, r in stale.items()} == {
+        "products": "fail",
+        "users": "fail",
+        "carts_events": "warn",  # no cart changed for two days: worth a look, no more
+    }
+    assert stale["users"].observed == "2 d"
+
+
+def test_a_source_dbt_cannot_query_is_a_failed_freshness_check(tmp_path: Path) -> None:
+    cfg = load_settings(data_dir=tmp_path / "data")
+    make_warehouse(cfg).setup()
+    with make_warehouse(cfg).connect() as con:  # type: ignore[attr-defined]
+        con.execute("DROP TABLE bq_raw.users")
+    results = _freshness(cfg)
+    assert (results["users"].status, results["users"].observed) == ("fail", "not measured")
+    assert "users does not exist" in (results["users"].detail or "")
+    assert (results["products"].status, results["products"].observed) == ("fail", "never loaded")
+    assert results["carts_events"].status == "warn"
+
+
+def test_source_freshness_that_cannot_run_raises(tmp_path: Path) -> None:
+    warehouse = tmp_path / "warehouse.duckdb"
+    warehouse.write_bytes(b"not a DuckDB database\n" * 1000)
+    cfg = load_settings(data_dir=tmp_path / "data", warehouse={"duckdb": {"path": warehouse}})
+    with pytest.raises(TransformError, match=r"^dbt source freshness failed: .*not a valid DuckDB"):
+        source_freshness(cfg, run_id="r1")
+
+
+def test_the_limits_health_reads_are_the_ones_dbt_reads(tmp_path: Path) -> None:
+    cfg = load_settings(data_dir=tmp_path / "data")
+    run_dbt(cfg, "parse", quiet=True)
+    manifest = orjson.loads((cfg.data_dir.resolve() / "dbt/target/manifest.json").read_bytes())
+
+    def limit(threshold: dict[str, Any] | None, key: str) -> timedelta | None:
+        time_ = (threshold or {}).get(key) or {}
+        if time_.get("count") is None:
+            return None
+        return timedelta(**{f"{time_['period']}s": time_["count"]})
+
+    dbt_limits = {
+        source["name"]: (
+            limit(source["freshness"], "warn_after"),
+            limit(source["freshness"], "error_after"),
+        )
+        for source in manifest["sources"].values()
+    }
+    assert freshness_limits() == dbt_limits
+    assert dbt_limits["products"] == (timedelta(hours=26), timedelta(hours=36))
+
+
+ROW_COUNT_GATES = "test_name:holds_latest_batch test_name:lines_of_live_carts"
+
+
+def test_a_mart_shrunk_or_emptied_fails_its_row_count_gate(platform: Platform) -> None:
+    """The marts lose rows behind dbt's back, as a model whose logic drops rows would
+    leave them: the gates, run alone, name each one."""
+    platform.everything()
+    with make_warehouse(platform.cfg).connect() as con:  # type: ignore[attr-defined]
+        con.execute("DELETE FROM bq_analytics.dim_users WHERE user_id > 7")
+        con.execute("DELETE FROM bq_analytics.dim_products")
+        con.execute("DELETE FROM bq_analytics.fact_orders WHERE cart_id = 2 AND line_number = 1")
+    with pytest.raises(TransformError, match=r"^dbt test failed: ") as failed:
+        run_dbt(platform.cfg, "test", "--select", ROW_COUNT_GATES, quiet=True)
+    message = str(failed.value)
+    assert "row_count_dim_users: Got 3 results, configured to fail if != 0" in message
+    assert "row_count_dim_products: Got 20 results" in message
+    assert "row_count_fact_orders: Got 1 result," in message
+    assert failed.value.outcome is not None
+    results = {r.check_name: r for r in failed.value.outcome.quality("r1")}
+    assert {name: (r.entity, r.status, r.observed) for name, r in results.items()} == {
+        "row_count_dim_users": ("dim_users", "fail", "3 failing rows"),
+        "row_count_dim_products": ("dim_products", "fail", "20 failing rows"),
+        "row_count_fact_orders": ("fact_orders", "fail", "1 failing row"),
+        "row_count_fact_order_totals": ("fact_order_totals", "pass", "0 failing rows"),
+    }
+    assert results["row_count_dim_users"].detail == "Got 3 results, configured to fail if != 0"
+    assert results["row_count_dim_users"].expected == "0 failing rows"
+
+
+def test_a_batch_that_lost_records_moves_the_gate_with_it(platform: Platform) -> None:
+    """The gates compare a mart with the raw layer it is built from: a day the API
+    answered with fewer users builds a smaller mart, and that is no failure of the
+    transform (the batch's volume guard judges the day)."""
+    platform.everything()
+    platform.catalog.users.delete(10)
+    platform.batch()  # same day: the day is replaced with 9 users
+    outcome = run_dbt(platform.cfg, *BUILD, quiet=True)
+    assert platform.rows("SELECT count(*) FROM bq_analytics.dim_users") == [(9,)]
+    gates = {r.check_name: r.status for r in outcome.quality("r1") if "row_count" in r.check_name}
+    assert gates == dict.fromkeys(
+        [
+            f"row_count_{m}"
+            for m in ("dim_products", "dim_users", "fact_orders", "fact_order_totals")
+        ],
+        "pass",
+    )
+
+
+def test_the_gates_and_freshness_on_the_bigquery_emulator(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    emulator_env: dict[str, str],  # noqa: F811  (the fixture imported above)
+) -> None:
+    """The generic tests and freshness read BigQuery's SQL as they read DuckDB's."""
+    tag = uuid.uuid4().hex[:10]
+    raw, marts = f"raw_{tag}", f"analytics_{tag}"
+    for key, value in emulator_env.items():
+        monkeypatch.setenv(key, value)
+    app = create_app(Catalog())
+    with serve_in_thread(app) as url:
+        cfg = load_settings(
+            api_url=url,
+            data_dir=tmp_path / "data",
+            lake={"gcs": {"bucket": f"eyp-test-{tag}"}},
+            warehouse={"raw_dataset": raw, "analytics_dataset": marts},
+            bus={
+                "topic": f"events-{tag}",
+                "subscription": f"events-{tag}-sub",
+                "dead_letter_topic": f"events-{tag}-dlq",
+            },
+        )
+        platform = Platform(cfg, app.state.fakestore.catalog)
+        platform.everything()
+        assert {r.status for r in _freshness(cfg).values()} == {"pass"}
+        for table in ("products", "users", "carts_events"):
+            platform.rows(
+                f"UPDATE {raw}.{table} SET _loaded_at = "
+                "TIMESTAMP_SUB(_loaded_at, INTERVAL 48 HOUR) WHERE TRUE"
+            )
+        stale = _freshness(cfg)
+        assert {t: r.status for t, r in stale.items()} == {
+            "products": "fail",
+            "users": "fail",
+            "carts_events": "warn",
+        }
+        platform.rows(f"DELETE FROM {marts}.dim_users WHERE user_id > 7")
+        platform.rows(f"DELETE FROM {marts}.fact_orders WHERE cart_id = 2 AND line_number = 1")
+        with pytest.raises(TransformError, match="row_count_") as failed:
+            run_dbt(cfg, "test", "--select", ROW_COUNT_GATES, quiet=True)
+    assert failed.value.outcome is not None
+    results = {r.check_name: (r.status, r.observed) for r in failed.value.outcome.quality("r1")}
+    assert results == {
+        "row_count_dim_users": ("fail", "3 failing rows"),
+        "row_count_dim_products": ("pass", "0 failing rows"),
+        "row_count_fact_orders": ("fail", "1 failing row"),
+        "row_count_fact_order_totals": ("pass", "0 failing rows"),
+    }

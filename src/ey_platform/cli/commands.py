@@ -122,13 +122,14 @@ def transform_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", help="Only dbt's errors.")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Build the star schema with dbt build: staging, snapshot, marts, data tests.
+    """Build the star schema: dbt source freshness, then dbt build (staging, snapshot,
+    marts, data tests). Every result is recorded in bq_raw._quality_results.
 
     dbt's unit tests run in the test suite, not in production builds, as dbt advises.
     """
-    from ey_platform.transform import BUILD, run_dbt
+    from ey_platform.wiring import run_transform
 
-    outcome = run_dbt(settings(data_dir=data_dir), *BUILD, quiet=quiet)
+    outcome = run_transform(settings(data_dir=data_dir), quiet=quiet)
     warned = f", {len(outcome.warnings)} warnings" if outcome.warnings else ""
     console.print(
         f"dbt build: {outcome.passed} nodes passed in {outcome.seconds:.1f}s{warned}",
@@ -176,8 +177,13 @@ def up_cmd(
     The poller, the consumer, the daily batch at EYP_BATCH__RUN_AT (UTC), and the
     transform after it and every EYP_STREAM__TRANSFORM_EVERY minutes. Started after the
     run time, it runs the day's batch at once unless it has already finished; a failed
-    batch is retried after EYP_BATCH__RETRY_AFTER minutes.
+    batch is retried after EYP_BATCH__RETRY_AFTER minutes. With EYP_METRICS__PORT set,
+    /healthz and Prometheus /metrics are served on that port.
     """
+    from functools import partial
+
+    from ey_platform.backends import open_bus_read_only
+    from ey_platform.ops.metrics import BusReader, serving
     from ey_platform.pipelines.control import Stopper
     from ey_platform.wiring import scheduler, stream_parts
 
@@ -185,7 +191,20 @@ def up_cmd(
     stopper = Stopper()
     stopper.install()
     with stream_parts(cfg) as parts:
-        scheduler(cfg, parts).run(stopper, batch_now=now)
+        platform = scheduler(cfg, parts)
+        # The scrapes read the bus through connections of their own, never the consumer's.
+        endpoint = (
+            nullcontext()
+            if cfg.metrics.port is None
+            else serving(
+                cfg.metrics.host,
+                cfg.metrics.port,
+                health=platform.health,
+                bus_stats=BusReader(partial(open_bus_read_only, cfg)),
+            )
+        )
+        with endpoint:
+            platform.run(stopper, batch_now=now)
 
 
 def _api(api_url: str | None) -> AbstractContextManager[str]:

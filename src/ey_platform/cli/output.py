@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Column, Table
 from rich.text import Text
 
-from ey_platform.logs import logging_through
+from ey_platform.logs import json_lines, logging_through
 from ey_platform.pipelines.batch import raise_if_held
 
 if TYPE_CHECKING:
@@ -47,8 +47,9 @@ def print_counts(rows: list[Any]) -> None:
 @contextmanager
 def progress_bar() -> Iterator[BatchProgress | None]:
     """A bar per entity on stderr when it is a terminal, log lines printed above it;
-    nothing otherwise (the log lines tell the progress)."""
-    if not sys.stderr.isatty():
+    nothing otherwise (the log lines tell the progress), nor under JSON log lines, which
+    are for a machine to read."""
+    if not sys.stderr.isatty() or json_lines():
         yield None
         return
     bars = _Bars(Console(stderr=True))

@@ -17,7 +17,8 @@ import typer
 from ey_platform import __version__
 from ey_platform.cli.output import console
 from ey_platform.errors import ConfigError, PlatformError
-from ey_platform.logs import setup_logging
+from ey_platform.logs import json_lines, setup_logging
+from ey_platform.ops.context import job_context
 from ey_platform.runtime import tune_allocator
 from ey_platform.settings import Settings, load_settings
 
@@ -41,7 +42,8 @@ app.add_typer(fakestore_app, name="fakestore")
 stream_app = typer.Typer(help="Streaming of cart events: poll, consume, run, status.", **_HELP)
 app.add_typer(stream_app, name="stream")
 
-_state: dict[str, Any] = {"debug": False, "data_dir": None}
+_state: dict[str, Any] = {"debug": False, "data_dir": None, "job": None}
+log = logging.getLogger("ey_platform.cli")
 
 
 def env_hint(variable: str) -> str:
@@ -79,6 +81,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
     profile: Annotated[
         Optional[Profile],  # noqa: UP045
@@ -95,13 +98,64 @@ def main_options(
     if profile is not None:
         # The environment, so that every settings read and dbt's subprocess agree.
         os.environ["EYP_PROFILE"] = profile.value
-    setup_logging(logging.DEBUG if debug else logging.INFO)
+    setup_logging(_level(), as_json=_json_logs_before_settings())
+    _run_as(ctx, ctx.invoked_subcommand)
+
+
+# The jobs of `stream`'s commands, as logs and metrics name them.
+_STREAM_JOBS = {"poll": "poll", "consume": "consume", "run": "stream"}
+
+
+@stream_app.callback()
+def stream_options(ctx: typer.Context) -> None:
+    _run_as(ctx, _STREAM_JOBS.get(ctx.invoked_subcommand or "", "stream"))
+
+
+def _run_as(ctx: typer.Context, job: str | None) -> None:
+    """The command's job, for every log line until the command ends."""
+    if job is not None and not ctx.resilient_parsing:
+        _state["job"] = job
+        ctx.with_resource(job_context(job))
+
+
+def _level() -> int:
+    return logging.DEBUG if _state["debug"] else logging.INFO
+
+
+def _json_logs_before_settings() -> bool:
+    """:attr:`Settings.json_logs` from the environment and ``.env`` alone, before the
+    settings are read: their warnings are log lines already. :func:`settings` decides
+    again from the settings read."""
+    found = {name.upper(): value for name, value in _dotenv().items() if value}
+    found.update((name.upper(), value) for name, value in os.environ.items() if value)
+    chosen = found.get("EYP_LOG__FORMAT", "auto")
+    if chosen in ("text", "json"):
+        return chosen == "json"
+    return found.get("EYP_PROFILE") == "gcp"
+
+
+def _dotenv() -> dict[str, str | None]:
+    """The ``.env`` that the settings read, or nothing if it cannot be read: the settings
+    report that, and what python-dotenv finds wrong in it, when they read it."""
+    from dotenv import dotenv_values
+
+    parser = logging.getLogger("dotenv.main")
+    saved, parser.disabled = parser.disabled, True
+    try:
+        return dotenv_values(str(Settings.model_config["env_file"]), encoding="utf-8")
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    finally:
+        parser.disabled = saved
 
 
 def settings(**overrides: Any) -> Settings:
-    """The settings; their data folder names the place of a disk error without a path."""
+    """The settings; their data folder names the place of a disk error without a path.
+    The log lines take the format they set (``EYP_LOG__FORMAT``, the profile)."""
     cfg = load_settings(**overrides)
     _state["data_dir"] = cfg.data_dir
+    if cfg.json_logs != json_lines():
+        setup_logging(_level(), as_json=cfg.json_logs)
     return cfg
 
 
@@ -137,13 +191,28 @@ def _os_error(exc: OSError) -> str:
 def main() -> None:
     """Entry point: a platform error is one line on stderr and exit code 1 (2 for bad
     configuration), and so is a disk or permission error; ``--debug`` shows the
-    traceback."""
+    traceback. Under JSON log lines that line is a log record (``error``), and so is
+    any other exception, with its traceback: stderr holds JSON only."""
     tune_allocator()
     try:
         app(standalone_mode=True, prog_name="ey-platform")  # also for python -m
     except (PlatformError, OSError) as exc:
-        if _state["debug"]:
+        if _state["debug"] and not json_lines():
             raise
         message = _os_error(exc) if isinstance(exc, OSError) else str(exc)
+        _fail(message, 2 if isinstance(exc, ConfigError) else 1, exc)
+    except Exception as exc:
+        if not json_lines():
+            raise
+        _fail(f"{type(exc).__name__}: {exc}", 1, exc, trace=True)
+
+
+def _fail(message: str, code: int, exc: BaseException, *, trace: bool = False) -> None:
+    """``message`` as the command's last line, then exit with ``code``."""
+    if json_lines():
+        shown = exc if trace or _state["debug"] else None
+        with job_context(_state["job"]):  # the command's context has ended
+            log.error("error", extra={"error": message}, exc_info=shown)
+    else:
         sys.stderr.write(f"error: {message}\n")
-        sys.exit(2 if isinstance(exc, ConfigError) else 1)
+    sys.exit(code)

@@ -5,17 +5,23 @@ Google SDKs are the optional extra ``ey-platform[gcp]``.
 Credentials are Application Default Credentials (a service account attached to the Cloud
 Run job, or ``gcloud auth application-default login`` on a laptop). When an emulator
 endpoint is set, the client talks to it with anonymous credentials instead.
+
+Every BigQuery job carries the labels ``app``, ``env`` and ``job`` (what it cost, by
+deployment and job, in the billing export and ``INFORMATION_SCHEMA.JOBS``), and every
+query job a ``maximum_bytes_billed``: a query that would bill more fails instead.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from ey_platform.errors import ConfigError, PlatformError
+from ey_platform.ops.context import current_job
 from ey_platform.settings import Settings
 
 if TYPE_CHECKING:
@@ -24,6 +30,12 @@ if TYPE_CHECKING:
     from google.cloud import bigquery
 
 Client = TypeVar("Client")
+JobConfig = TypeVar("JobConfig", "bigquery.QueryJobConfig", "bigquery.LoadJobConfig")
+
+APP_LABEL = "ey-platform"
+NO_JOB = "adhoc"
+"""The ``job`` label of a BigQuery job started outside any job of the CLI."""
+_NOT_IN_LABEL = re.compile(r"[^a-z0-9_-]")
 
 
 def _require_sdk(
@@ -101,10 +113,42 @@ def bigquery_client(settings: Settings) -> bigquery.Client:
         )
     from google.cloud import bigquery
 
+    labels = {"app": APP_LABEL, "env": label_value(settings.environment), "job": NO_JOB}
     client = partial(
-        bigquery.Client, project=project(settings), location=settings.warehouse.bigquery.location
+        bigquery.Client,
+        project=project(settings),
+        location=settings.warehouse.bigquery.location,
+        default_query_job_config=bigquery.QueryJobConfig(
+            labels=labels,
+            maximum_bytes_billed=settings.warehouse.bigquery.maximum_bytes_billed,
+        ),
+        default_load_job_config=bigquery.LoadJobConfig(labels=labels),
     )
     return _connect("bigquery", settings.gcp.bigquery_endpoint, client)
+
+
+def label_value(text: str) -> str:
+    """``text`` as a BigQuery label value: lowercase letters, digits, ``_`` and ``-``,
+    at most 63 characters."""
+    return _NOT_IN_LABEL.sub("_", text.strip().lower())[:63]
+
+
+def with_job_label(client: bigquery.Client, config: JobConfig) -> JobConfig:
+    """``config`` with the client's default labels and ``job``, the job running now.
+
+    The client fills a job's unset fields from its default config, but ``labels`` as a
+    whole: a config with labels of its own would lose ``app`` and ``env``. So they are
+    merged here, per job, as one client serves every job of ``up``."""
+    from google.cloud import bigquery
+
+    default: bigquery.QueryJobConfig | bigquery.LoadJobConfig | None
+    if isinstance(config, bigquery.QueryJobConfig):
+        default = client.default_query_job_config
+    else:
+        default = client.default_load_job_config
+    labels = dict(default.labels) if default is not None else {}
+    config.labels = {**labels, "job": label_value(current_job() or NO_JOB)}
+    return config
 
 
 def _pubsub_emulator(settings: Settings) -> None:

@@ -15,11 +15,15 @@ leaves the warehouse untouched, so re-running a day changes nothing. The content
 taken over the records in order (and the rejects), not over the parts, so the same
 records split at other boundaries are the same content.
 
-A run whose records are far fewer than the last loaded day's (``min_rows_fraction``),
-or none, is held: its files stay in the lake, the warehouse is untouched, and ``force``
-loads it. A reload from the lake first checks every part against its manifest (size,
-sha256, records). Each run starts by marking the runs that died as ``abandoned`` and
-sweeping the temporary files a killed run left in the lake.
+Before a day replaces what the warehouse holds, the quality gates (:mod:`.gates`)
+compare its volume with the median of the entity's last 7 loaded days
+(``min_rows_fraction``; none at all always fails) and its fields and JSON types with the
+last loaded run (``schema_policy``); their results are recorded in
+``bq_raw._quality_results``. A day that fails is held: its files stay in the lake, the
+warehouse is untouched, and ``force`` loads it. A reload from the lake first checks
+every part against its manifest (size, sha256, records). Each run starts by marking
+the runs that died as ``abandoned`` and sweeping the temporary files a killed run left
+in the lake.
 """
 
 from __future__ import annotations
@@ -33,14 +37,22 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
 from ey_platform.errors import BatchHeld, LakeError, PlatformError, ReconciliationError
-from ey_platform.lake.base import Lake, manifest_key, manifest_keys, orphan_parts, put_json
+from ey_platform.lake.base import Lake, manifest_key, manifest_keys, orphan_parts
 from ey_platform.locks import holder, holder_alive
 from ey_platform.models import Entity
+from ey_platform.ops.quality import SchemaPolicy, Shape, merge
 from ey_platform.pipelines import manifest as manifests
 from ey_platform.pipelines.extract import ExtractCounts, extract_jsonl
+from ey_platform.pipelines.gates import Gates
 from ey_platform.pipelines.landing import Landing
 from ey_platform.source.client import FakeStoreClient
-from ey_platform.warehouse.base import LoadMeta, PartitionLoad, RunRecord, Warehouse
+from ey_platform.warehouse.base import (
+    LoadMeta,
+    PartitionLoad,
+    QualityResult,
+    RunRecord,
+    Warehouse,
+)
 
 log = logging.getLogger("ey_platform.batch")
 
@@ -66,6 +78,17 @@ def day_finished(warehouse: Warehouse, day: date, entities: Iterable[str]) -> bo
     """Whether every one of ``entities`` has a batch run for ``day`` that ended well
     (loaded, or unchanged from the loaded run)."""
     return set(entities) <= warehouse.finished_entities("batch", day)
+
+
+def abandon_dead_runs(warehouse: Warehouse, job: str, now: datetime) -> None:
+    """Mark ``abandoned`` the runs of ``job`` still ``running`` whose process is gone."""
+    for run in warehouse.running_runs(job):
+        if holder_alive(run.holder, run.started_at, ABANDONED_AFTER):
+            continue
+        run.status, run.finished_at = "abandoned", now
+        run.error = f"its process ({run.holder or 'unknown'}) ended before the run did"
+        warehouse.record_run(run)
+        log.warning(f"{job}.abandoned", extra={"run_id": run.run_id, "entity": run.entity})
 
 
 def raise_if_held(results: list[BatchResult]) -> list[BatchResult]:
@@ -98,6 +121,8 @@ class BatchResult:
     seconds: float = 0.0
     reason: str | None = None
     """Why the run was held (status ``held``)."""
+    quality: list[QualityResult] = field(default_factory=list)
+    """The results of the quality gates, as recorded."""
 
 
 class BatchPipeline:
@@ -114,11 +139,14 @@ class BatchPipeline:
         progress: Progress | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         min_rows_fraction: float = 0.5,
+        schema_policy: SchemaPolicy = "warn",
     ) -> None:
         self.lake, self.warehouse, self.client = lake, warehouse, client
         self.part_bytes = part_bytes
         self.workers = workers
-        self.min_rows_fraction = min_rows_fraction
+        self.gates = Gates(
+            lake, warehouse, min_rows_fraction=min_rows_fraction, schema_policy=schema_policy
+        )
         self.progress = progress or _silent
         self.clock = clock
 
@@ -129,28 +157,19 @@ class BatchPipeline:
         *,
         from_lake: bool = False,
         force: bool = False,
+        run_id: str | None = None,
     ) -> list[BatchResult]:
         """Run every entity for ``day``; the first failure stops the run and is raised.
         A held entity (see the module) does not stop the others; ``force`` loads it."""
         self.lake.setup()
         self.warehouse.setup()
-        self._abandon_dead_runs()
-        run_id = new_run_id(self.clock())
+        abandon_dead_runs(self.warehouse, "batch", self.clock())
+        run_id = run_id or new_run_id(self.clock())
         job = self._reload if from_lake else self._ingest
         return [
             self._tracked(job, entity, day, run_id, from_lake=from_lake, force=force)
             for entity in entities
         ]
-
-    def _abandon_dead_runs(self) -> None:
-        """Mark ``abandoned`` the runs still ``running`` whose process is gone."""
-        for run in self.warehouse.running_runs("batch"):
-            if holder_alive(run.holder, run.started_at, ABANDONED_AFTER):
-                continue
-            run.status, run.finished_at = "abandoned", self.clock()
-            run.error = f"its process ({run.holder or 'unknown'}) ended before the run did"
-            self.warehouse.record_run(run)
-            log.warning("batch.abandoned", extra={"run_id": run.run_id, "entity": run.entity})
 
     def _tracked(
         self,
@@ -208,13 +227,17 @@ class BatchPipeline:
         load = self.warehouse.begin_load(meta)
         landing = Landing(self.lake, load, meta, self.part_bytes)
         counts = ExtractCounts(entity)
+        shapes: list[Shape] = []
         try:
             started = time.perf_counter()
             for batch in extract_jsonl(self.client, entity, counts, self.workers):
                 landing.add(batch)
+                shapes.append(batch.shape)
                 self.progress(entity, counts.extracted)
             content = landing.finish()
-            self._land_manifest(meta, landing, counts, content)
+            shape = merge(shapes)
+            source = f"{self.client.base_url}/{entity}"
+            manifests.land(self.lake, meta, source, landing, counts, content, shape.as_json())
             log.info(
                 "batch.land",
                 extra={
@@ -234,35 +257,12 @@ class BatchPipeline:
             result.landed = sum(p.records for p in landing.parts)
             result.parts = [p.key for p in landing.parts]
             _reconcile(entity, counts, result.landed)
-            self._load(load, meta, content, result, force=force)
+            self._load(load, meta, content, result, force=force, shape=shape)
         except BaseException:
             landing.abort()
             load.abort()
             raise
         return result
-
-    def _land_manifest(
-        self, meta: LoadMeta, landing: Landing, counts: ExtractCounts, content: str
-    ) -> None:
-        put_json(
-            self.lake,
-            manifest_key(meta.entity, meta.day, meta.run_id),
-            {
-                "run_id": meta.run_id,
-                "entity": meta.entity,
-                "ingestion_date": meta.day.isoformat(),
-                "extracted_at": meta.extracted_at.isoformat(),
-                "source_url": f"{self.client.base_url if self.client else ''}/{meta.entity}",
-                "format": manifests.FORMAT,
-                "records": counts.valid,
-                "extracted": counts.extracted,
-                "quarantined": counts.rejected,
-                "content_sha256": content,
-                "bytes": sum(p.size for p in landing.parts),
-                "parts": [manifests.describe(p) for p in landing.parts],
-                "quarantine": manifests.describe(landing.rejects) if landing.rejects else None,
-            },
-        )
 
     def _clear_debris(self, entity: Entity, day: date) -> None:
         """Remove the temporary files runs of ``entity`` that were killed left in the
@@ -293,22 +293,28 @@ class BatchPipeline:
         result: BatchResult,
         *,
         force: bool,
+        shape: Shape | None,
     ) -> None:
-        """Swap the staged rows in, unless the partition already holds this content or
-        the run is held (see :meth:`_too_few`)."""
+        """Swap the staged rows in, unless the partition already holds this content (then
+        nothing is judged: nothing would change) or a quality gate holds the run (see
+        :mod:`.gates`)."""
         started = time.perf_counter()
-        reason = None if force else self._too_few(meta.entity, result.landed)
         if self._unchanged(meta.entity, meta.day, content):
             load.abort()
             result.status = "unchanged"
             result.loaded = 0
-        elif reason is not None:
-            load.abort()
-            result.status, result.reason, result.loaded = "held", reason, 0
-            log.warning("batch.held", extra={"entity": meta.entity, "reason": reason})
         else:
-            result.loaded = load.commit()
-            result.status = "loaded"
+            verdict = self.gates.judge(
+                meta, result.run_id, result.landed, shape, now=self.clock(), force=force
+            )
+            result.quality = verdict.results
+            if verdict.held is not None:
+                load.abort()
+                result.status, result.reason, result.loaded = "held", verdict.held, 0
+                log.warning("batch.held", extra={"entity": meta.entity, "reason": verdict.held})
+            else:
+                result.loaded = load.commit()
+                result.status = "loaded"
         log.info(
             "batch.load",
             extra={
@@ -318,21 +324,6 @@ class BatchPipeline:
                 "rows": result.loaded,
                 "seconds": time.perf_counter() - started,
             },
-        )
-
-    def _too_few(self, entity: str, records: int) -> str | None:
-        """Why ``records`` should not replace a day of ``entity``, if they should not: none
-        at all (a complete answer is never empty), or fewer than ``min_rows_fraction`` of
-        the latest loaded day's rows."""
-        latest = self.warehouse.latest_day_rows(entity)
-        if not records:
-            return f"the API answered no valid {entity} record"
-        if latest is None or records >= self.min_rows_fraction * latest[1]:
-            return None
-        day, rows = latest
-        return (
-            f"{records:,} {entity} records, fewer than {self.min_rows_fraction:.0%} of the "
-            f"{rows:,} loaded for {day} (EYP_BATCH__MIN_ROWS_FRACTION)"
         )
 
     def _unchanged(self, entity: str, day: date, content: str) -> bool:
@@ -378,7 +369,8 @@ class BatchPipeline:
             if rejects:
                 load.add_rejects(manifests.lake_object(self.lake, rejects))
             result.parts = [p["key"] for p in manifest["parts"]]
-            self._load(load, meta, manifest["content_sha256"], result, force=force)
+            shape = Shape.from_json(manifest.get("schema"))
+            self._load(load, meta, manifest["content_sha256"], result, force=force, shape=shape)
         except BaseException:
             load.abort()
             raise

@@ -7,9 +7,12 @@ to the dead-letter topic with the reason, so nothing is redelivered forever.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from ey_platform.bus.base import Bus, Received, bus_stats
@@ -41,8 +44,20 @@ class CartConsumer:
     share a cart.
     """
 
-    def __init__(self, bus: Bus, sink: EventSink, batch_size: int = 20_000) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        sink: EventSink,
+        batch_size: int = 20_000,
+        *,
+        around_run: Callable[[], AbstractContextManager[object]] = nullcontext,
+        landed: Callable[[int], object] = lambda events: None,
+    ) -> None:
         self.bus, self.sink, self.batch_size = bus, sink, batch_size
+        self.around_run = around_run
+        """:meth:`run` runs inside it (the composition root watches the consumer)."""
+        self.landed = landed
+        """Told how many new events each committed batch landed (for the metrics)."""
         self.stopping = False
 
     def stop(self) -> None:
@@ -53,10 +68,14 @@ class CartConsumer:
         """Consume until :meth:`stop`, or with ``drain`` until the subscription is empty:
         messages leased to another consumer (alive, or dead and due again at the end of
         their lease) are waited for, since they are not done yet."""
+        with self.around_run():
+            return self._run(drain, idle_sleep)
+
+    def _run(self, drain: bool, idle_sleep: float) -> ConsumeResult:
         result = ConsumeResult()
         started = time.perf_counter()
         waiting_for = 0
-        with _WriteBehind(self.bus, self.sink, result) as writes:
+        with _WriteBehind(self.bus, self.sink, result, self.landed) as writes:
             while not self.stopping:
                 if not self._take(writes, result):
                     writes.settle()
@@ -101,7 +120,7 @@ class CartConsumer:
 
     def consume_batch(self, result: ConsumeResult) -> bool:
         """One pull, land, ack, without a pipeline. False when there was nothing to pull."""
-        with _WriteBehind(self.bus, self.sink, result) as writes:
+        with _WriteBehind(self.bus, self.sink, result, self.landed) as writes:
             return self._take(writes, result)
 
     def _take(self, writes: _WriteBehind, result: ConsumeResult) -> bool:
@@ -130,8 +149,14 @@ class _WriteBehind:
     flight; after an error, that batch is left unacked, to be redelivered and skipped
     by its event ids if it did commit."""
 
-    def __init__(self, bus: Bus, sink: EventSink, result: ConsumeResult) -> None:
-        self.bus, self.sink, self.result = bus, sink, result
+    def __init__(
+        self,
+        bus: Bus,
+        sink: EventSink,
+        result: ConsumeResult,
+        landed: Callable[[int], object],
+    ) -> None:
+        self.bus, self.sink, self.result, self.landed = bus, sink, result, landed
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="consumer-write")
         self.pending: tuple[Future[int], list[Received]] | None = None
 
@@ -153,7 +178,9 @@ class _WriteBehind:
             self.bus.nack([m.ack_id for m in valid])  # due again now, not at the deadline
             raise
         if valid:
-            self.pending = (self.pool.submit(self.sink.write, _rows(valid)), valid)
+            # In this thread's context: the write's BigQuery job carries its job label.
+            write = contextvars.copy_context().run
+            self.pending = (self.pool.submit(write, self.sink.write, _rows(valid)), valid)
 
     def settle(self) -> None:
         """Wait for the write in flight, if any, and ack its messages."""
@@ -165,6 +192,7 @@ class _WriteBehind:
         self.bus.ack([m.ack_id for m in valid])
         self.result.loaded += inserted
         self.result.duplicates += len(valid) - inserted
+        self.landed(inserted)
 
 
 def _rows(valid: list[Received]) -> EventRows:

@@ -3,6 +3,7 @@ poller and the consumer together."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import signal
 import threading
@@ -81,7 +82,9 @@ def start_part(
             log.debug("stream.part_failed", exc_info=exc)
             stopper.stop()
 
-    thread = threading.Thread(target=supervised, name=name, daemon=True)
+    # In the starter's context: its log lines carry the command's job and run.
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(supervised,), name=name, daemon=True)
     thread.start()
     return thread
 

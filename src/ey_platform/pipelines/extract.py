@@ -17,6 +17,7 @@ from multiprocessing.context import ForkServerContext
 from ey_platform.errors import MalformedResponse
 from ey_platform.locks import pid_alive
 from ey_platform.models import Entity
+from ey_platform.ops.quality import profile_lines
 from ey_platform.runtime import tune_allocator
 from ey_platform.source.client import FakeStoreClient, prepare_text
 from ey_platform.source.jsonstream import merge_texts
@@ -126,8 +127,11 @@ def _exit_with(parent: int) -> None:
 
 
 def gate_text(entity: Entity, text: bytes) -> GatedBatch:
-    """One batch text, as the API sent it, made ready to land (runs in a worker)."""
-    return gate_json(entity, prepare_text(entity, text))
+    """One batch text, as the API sent it, made ready to land, with the profile of its
+    records (runs in a worker)."""
+    batch = gate_json(entity, prepare_text(entity, text))
+    batch.shape = profile_lines(batch.jsonl)
+    return batch
 
 
 class _OrderedGate:

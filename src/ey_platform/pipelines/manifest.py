@@ -5,16 +5,53 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Any, NotRequired
+from typing import TYPE_CHECKING, Any, NotRequired
 
 from pydantic import TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from ey_platform.errors import LakeIntegrityError
-from ey_platform.lake.base import Lake, LakeObject, read_manifest
+from ey_platform.lake.base import Lake, LakeObject, manifest_key, put_json, read_manifest
+
+if TYPE_CHECKING:
+    from ey_platform.pipelines.extract import ExtractCounts
+    from ey_platform.pipelines.landing import Landing
+    from ey_platform.warehouse.base import LoadMeta
 
 FORMAT = 2
 """Format 2 commits the records' content hash, which a reload checks."""
+
+
+def land(
+    lake: Lake,
+    meta: LoadMeta,
+    source_url: str,
+    landing: Landing,
+    counts: ExtractCounts,
+    content: str,
+    schema: dict[str, Any],
+) -> None:
+    """Write the manifest that commits a landed run to the lake."""
+    put_json(
+        lake,
+        manifest_key(meta.entity, meta.day, meta.run_id),
+        {
+            "run_id": meta.run_id,
+            "entity": meta.entity,
+            "ingestion_date": meta.day.isoformat(),
+            "extracted_at": meta.extracted_at.isoformat(),
+            "source_url": source_url,
+            "format": FORMAT,
+            "records": counts.valid,
+            "extracted": counts.extracted,
+            "quarantined": counts.rejected,
+            "content_sha256": content,
+            "bytes": sum(p.size for p in landing.parts),
+            "parts": [describe(p) for p in landing.parts],
+            "quarantine": describe(landing.rejects) if landing.rejects else None,
+            "schema": schema,
+        },
+    )
 
 
 def content_hash(records_sha256: str, rejects: LakeObject | None) -> str:
@@ -43,6 +80,8 @@ class Manifest(TypedDict):
     parts: list[Described]
     quarantine: NotRequired[Described | None]
     format: NotRequired[int]
+    schema: NotRequired[dict[str, Any]]
+    """The shape of the records: fields and JSON types of a sample (``ops.quality``)."""
 
 
 _MANIFESTS = TypeAdapter(Manifest)

@@ -55,6 +55,8 @@ class Scheduler:
         batch_finished: Callable[[date], bool] = lambda day: True,
         retry_after: timedelta = timedelta(minutes=10),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        check: Callable[[], object] = lambda: None,
+        check_every: timedelta = timedelta(minutes=1),
     ) -> None:
         self.poller, self.consumer = poller, consumer
         self.batch, self.transform = batch, transform
@@ -65,10 +67,28 @@ class Scheduler:
             transform_every,
         )
         self.clock = clock
+        self.check, self.check_every = check, check_every
+        """What is looked at every ``check_every`` (the bus's backlog and dead letters)."""
+        self.failed: list[str] = []
+        """The parts whose thread died, with why."""
+        self.last: dict[str, tuple[datetime, bool]] = {}
+        """When each step (batch, transform) last ran, and whether it succeeded."""
+
+    def health(self) -> dict[str, object]:
+        """What ``/healthz`` answers: ``status`` ok while every part runs, failing once
+        one died; and the last outcome of each step."""
+        return {
+            "status": "failing" if self.failed else "ok",
+            "failed": list(self.failed),
+            "steps": {  # a copy: the scheduler's thread adds to it while a scrape reads
+                name: {"at": at.isoformat(timespec="seconds"), "ok": ok}
+                for name, (at, ok) in list(self.last.items())
+            },
+        }
 
     def run(self, stopper: Stopper, *, batch_now: bool = False) -> None:
         stopper.consumers.append(self.consumer)
-        failed: list[str] = []
+        failed = self.failed
         parts: dict[str, Callable[[], object]] = {
             "consumer": self.consumer.run,
             "poller": partial(poll_every, self.poller, self.poll_interval, stopper),
@@ -77,6 +97,7 @@ class Scheduler:
         now = self.clock()
         next_batch = now if batch_now else self._first_batch(now)
         next_transform = now + self.transform_every
+        next_check = now
         log.info("up.started", extra={"next_batch": next_batch.isoformat(timespec="seconds")})
         while not stopper.event.is_set():
             now = self.clock()
@@ -93,6 +114,9 @@ class Scheduler:
             elif now >= next_transform:
                 self._step("transform", self.transform)
                 next_transform = now + self.transform_every
+            if now >= next_check:
+                self._step("check", self.check)
+                next_check = now + self.check_every
             stopper.event.wait(1.0)
         stopper.stop()
         for thread in threads:
@@ -109,12 +133,13 @@ class Scheduler:
             log.error("up.batch_check_failed", extra={"error": str(exc)})
             return now
 
-    @staticmethod
-    def _step(name: str, action: Callable[[], object]) -> bool:
+    def _step(self, name: str, action: Callable[[], object]) -> bool:
         """Run ``action``; False (and the error logged) if it failed."""
         try:
             action()
         except PlatformError as exc:
             log.error(f"up.{name}_failed", extra={"error": str(exc)})
+            self.last[name] = (self.clock(), False)
             return False
+        self.last[name] = (self.clock(), True)
         return True

@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -81,14 +82,21 @@ class CartPoller:
         landed: LandedCarts | None = None,
         reconcile_every: float = 3600.0,
         max_delete_fraction: float = 0.5,
+        around_poll: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> None:
         self.client, self.bus, self.state, self.lake, self.clock = client, bus, state, lake, clock
+        self.around_poll = around_poll
+        """Each poll runs inside it (the composition root watches polls with it)."""
         self.landed = landed
         self.reconcile_every = reconcile_every
         self.max_delete_fraction = max_delete_fraction
         self._reconcile_at = time.monotonic()
 
     def poll_once(self, *, allow_mass_delete: bool = False) -> PollResult:
+        with self.around_poll():
+            return self._poll_once(allow_mass_delete)
+
+    def _poll_once(self, allow_mass_delete: bool) -> PollResult:
         started = time.perf_counter()
         extracted_at = self.clock()
         poll_id = f"{extracted_at:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"

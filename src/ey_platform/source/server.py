@@ -278,6 +278,10 @@ def serve_in_thread(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> I
         host=host,
         port=port or free_port(host),
         log_level="warning",
+        # uvicorn's own handlers would write text lines beside the platform's (JSON on
+        # Google Cloud): its records go through the platform's logging instead.
+        log_config=None,
+        access_log=False,
         timeout_graceful_shutdown=1,
         lifespan="on",
     )

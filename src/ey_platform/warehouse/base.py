@@ -12,10 +12,11 @@ re-run any number of times leaves the table as one run would.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from ey_platform.lake.base import LakeObject
 
@@ -64,10 +65,73 @@ class RunRecord:
         return {("ingestion_date" if name == "day" else name): v for name, v in row.items()}
 
     @classmethod
+    def columns(cls) -> list[str]:
+        """The columns of ``_pipeline_runs``, in the order of :meth:`row`."""
+        return [("ingestion_date" if f.name == "day" else f.name) for f in fields(cls)]
+
+    @classmethod
     def from_row(cls, row: dict[str, Any]) -> RunRecord:
         """The inverse of :meth:`row`."""
         values = {("day" if name == "ingestion_date" else name): v for name, v in row.items()}
         return cls(**values)
+
+
+QualityStatus = Literal["pass", "warn", "fail"]
+
+
+@dataclass(frozen=True, slots=True)
+class QualityResult:
+    """One row of ``bq_raw._quality_results``: the outcome of one data-quality check of
+    one entity (a raw table) or model, in one run of a job."""
+
+    run_id: str
+    job: str
+    check_name: str
+    """``volume``, ``schema``, ``freshness`` or a dbt test's name."""
+    entity: str
+    status: QualityStatus
+    observed: str | None
+    expected: str | None
+    detail: str | None
+    checked_at: datetime
+
+    def __post_init__(self) -> None:
+        # One line each: dbt's messages span lines, and a row's text is read in a table.
+        for name in ("observed", "expected", "detail"):
+            text = getattr(self, name)
+            if text is not None:
+                object.__setattr__(self, name, " ".join(str(text).split()))
+
+    def row(self) -> dict[str, Any]:
+        return {**asdict(self), "_checked_date": self.checked_at.date()}
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+@dataclass(slots=True)
+class Incident:
+    """One row of ``bq_raw._incidents``: a condition an operator is told of once when
+    it starts and once when it ends (the last incident of each key is kept)."""
+
+    incident: str
+    """What is wrong, as a key: ``batch.failed``, ``batch.held:users``, ``backlog``."""
+    job: str
+    summary: str
+    run_id: str | None
+    opened_at: datetime
+    resolved_at: datetime | None = None
+    notified_at: datetime | None = None
+    """When the webhook took the opening message; None: not sent yet (no webhook, or it
+    failed), so the next occurrence sends it."""
+
+    def row(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +207,29 @@ class Warehouse(Protocol):
 
     def latest_day_rows(self, entity: str) -> tuple[date, int] | None:
         """The latest ingestion date of ``entity``'s raw table and its row count (None if
-        the table is empty): what a new load is compared with before it replaces a day."""
+        the table is empty)."""
+
+    def recent_day_rows(self, entity: str, days: int = 7) -> list[tuple[date, int]]:
+        """The ``days`` latest ingestion dates of ``entity``'s raw table with their row
+        counts, newest first: what a new load is compared with before it replaces a day."""
+
+    def last_runs(self) -> list[RunRecord]:
+        """The latest run of each job and entity in ``_pipeline_runs``."""
+
+    def loaded_at(self, tables: Sequence[str]) -> dict[str, datetime | None]:
+        """The newest ``_loaded_at`` of each raw table (None for an empty one)."""
+
+    def record_quality(self, results: Sequence[QualityResult]) -> None:
+        """Append ``results`` to ``_quality_results``."""
+
+    def latest_quality(self) -> list[QualityResult]:
+        """The latest result of each check and entity in ``_quality_results``."""
+
+    def open_incidents(self) -> list[Incident]:
+        """The incidents of ``_incidents`` that have not ended."""
+
+    def record_incident(self, incident: Incident) -> None:
+        """Insert or replace the row of ``incident.incident`` in ``_incidents``."""
 
     def running_runs(self, job: str) -> list[RunRecord]:
         """The runs of ``job`` whose status in ``_pipeline_runs`` is still ``running``."""

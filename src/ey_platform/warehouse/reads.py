@@ -1,4 +1,5 @@
-"""The named reads of the warehouse, in SQL that DuckDB and BigQuery both run.
+"""The named reads of the warehouse, in SQL that DuckDB and BigQuery both run, and the
+writes that replace one row of the platform's own tables (runs, incidents).
 
 Each backend inherits :class:`SQLReads` and says how it names a table and how it runs
 a query; the SQL of every read is written here, once. "The latest observed state of
@@ -9,11 +10,18 @@ a cart" is not written here either: it is the ``cart_states`` view of the raw la
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final
 
-from ey_platform.warehouse.base import CartState, MartSummary
+from ey_platform.warehouse.base import (
+    CartState,
+    Incident,
+    MartSummary,
+    QualityResult,
+    RunRecord,
+)
 from ey_platform.warehouse.raw_schema import CART_STATES
 
 LAYERS: Final[tuple[tuple[str, str, str], ...]] = (
@@ -70,6 +78,59 @@ class SQLReads(ABC):
             f"(SELECT max(_ingestion_date) FROM {table}) GROUP BY 1"
         )
         return (rows[0][0], int(rows[0][1])) if rows else None
+
+    @abstractmethod
+    def _replace(self, table: str, key: dict[str, Any], row: dict[str, Any]) -> None:
+        """Delete the rows of a raw ``table`` that match ``key`` and insert ``row``, in one
+        transaction."""
+
+    def record_run(self, run: RunRecord) -> None:
+        self._replace("_pipeline_runs", {"run_id": run.run_id, "entity": run.entity}, run.row())
+
+    def record_incident(self, incident: Incident) -> None:
+        self._replace("_incidents", {"incident": incident.incident}, incident.row())
+
+    def recent_day_rows(self, entity: str, days: int = 7) -> list[tuple[date, int]]:
+        # Reads the _ingestion_date column only: 8 bytes a row on BigQuery.
+        rows = self.query(
+            f"SELECT _ingestion_date, count(*) FROM {self.table(entity)} "
+            f"GROUP BY 1 ORDER BY 1 DESC LIMIT {int(days)}"
+        )
+        return [(day, int(count)) for day, count in rows]
+
+    def last_runs(self) -> list[RunRecord]:
+        names = RunRecord.columns()
+        rows = self._latest("_pipeline_runs", names, "job, entity", "started_at DESC, run_id DESC")
+        return [RunRecord.from_row(dict(zip(names, row, strict=True))) for row in rows]
+
+    def _latest(self, table: str, names: list[str], key: str, order: str) -> list[tuple[Any, ...]]:
+        """The ``names`` of the first row of each ``key`` of a raw table, by ``order``."""
+        return self.query(
+            f"SELECT {', '.join(names)} FROM ("
+            f"SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY {order}) AS nth "
+            f"FROM {self.table(table)}) AS latest WHERE nth = 1 ORDER BY {key}"
+        )
+
+    def loaded_at(self, tables: Sequence[str]) -> dict[str, datetime | None]:
+        newest = " UNION ALL ".join(
+            f"SELECT {i} AS n, max(_loaded_at) AS newest FROM {self.table(name)}"
+            for i, name in enumerate(tables)
+        )
+        found = dict(self.query(newest)) if tables else {}
+        return {name: found.get(i) for i, name in enumerate(tables)}
+
+    def latest_quality(self) -> list[QualityResult]:
+        names = QualityResult.columns()
+        rows = self._latest("_quality_results", names, "check_name, entity", "checked_at DESC")
+        return [QualityResult(**dict(zip(names, row, strict=True))) for row in rows]
+
+    def open_incidents(self) -> list[Incident]:
+        names = Incident.columns()
+        rows = self.query(
+            f"SELECT {', '.join(names)} FROM {self.table('_incidents')} "
+            f"WHERE resolved_at IS NULL ORDER BY opened_at"
+        )
+        return [Incident(**dict(zip(names, row, strict=True))) for row in rows]
 
     def events_loaded_since(self, since: datetime) -> int:
         # Reads the _loaded_at column of every partition (8 bytes an event on BigQuery):

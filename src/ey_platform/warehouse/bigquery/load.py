@@ -17,7 +17,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from ey_platform.errors import ReconciliationError, WarehouseError
-from ey_platform.gcp import api_errors
+from ey_platform.gcp import api_errors, with_job_label
 from ey_platform.lake.base import LakeObject
 from ey_platform.warehouse.base import LoadMeta
 from ey_platform.warehouse.bigquery.ddl import line_schema
@@ -68,6 +68,7 @@ class BigQueryPartitionLoad:
             write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
             schema=line_schema(),
         )
+        with_job_label(self.wh.client, config)
         with api_errors(WarehouseError, f"load of {obj.uri} into {stage}"):
             job = self.wh.client.load_table_from_uri(
                 obj.uri, f"{self.wh.project}.{self.wh.raw}.{stage}", job_config=config

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ey_platform.ops.context import current_job, job_context
 from ey_platform.warehouse.base import EventRows
 from ey_platform.warehouse.raw_schema import Column, Table, raw_table
 
@@ -83,7 +84,10 @@ class BigQueryEventSink:
                 )
             ],
         )
-        job, _ = self.wh.run(self._sql, named=[batch])
+        # The consumer writes from a thread of its own, which starts with no job (a
+        # new thread's context is empty); what it writes is the consumer's.
+        with job_context(current_job() or "consume"):
+            job, _ = self.wh.run(self._sql, named=[batch])
         return int(job.num_dml_affected_rows or 0)
 
     def release(self) -> None:

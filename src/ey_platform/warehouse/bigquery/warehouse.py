@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ey_platform.errors import WarehouseError
-from ey_platform.gcp import api_errors
-from ey_platform.warehouse.base import LoadMeta, RunRecord
+from ey_platform.gcp import api_errors, with_job_label
+from ey_platform.warehouse.base import LoadMeta, QualityResult, RunRecord
 from ey_platform.warehouse.bigquery.ddl import line_schema, set_up
-from ey_platform.warehouse.bigquery.literals import query_parameter, sql_literal, sql_string
+from ey_platform.warehouse.bigquery.literals import query_parameter, sql_literal
 from ey_platform.warehouse.bigquery.load import BigQueryPartitionLoad
 from ey_platform.warehouse.bigquery.sink import BigQueryEventSink
 from ey_platform.warehouse.reads import SQLReads
@@ -58,11 +58,12 @@ class BigQueryWarehouse(SQLReads):
         self, sql: str, params: Sequence[Any] = (), *, named: Sequence[Any] = ()
     ) -> tuple[bigquery.QueryJob, RowIterator]:
         """Run a statement or script to its end, with positional ``params`` (Python
-        values) and ``named`` query parameters; errors become :class:`WarehouseError`."""
+        values) and ``named`` query parameters; errors become :class:`WarehouseError`.
+        The job has the client's labels and byte limit, and the current job's label."""
         from google.cloud import bigquery
 
         parameters = [*(query_parameter(p) for p in params), *named]
-        config = bigquery.QueryJobConfig(query_parameters=parameters)
+        config = with_job_label(self.client, bigquery.QueryJobConfig(query_parameters=parameters))
         with api_errors(WarehouseError, "BigQuery"):
             job = self.client.query(sql, job_config=config)
             return job, job.result()
@@ -84,13 +85,23 @@ class BigQueryWarehouse(SQLReads):
         )
         return [RunRecord.from_row(dict(row.items())) for row in rows]
 
-    def record_run(self, run: RunRecord) -> None:
-        row = run.row()
-        target = self.table("_pipeline_runs")
+    def record_quality(self, results: Sequence[QualityResult]) -> None:
+        if not results:
+            return
+        rows = [result.row() for result in results]
+        values = ",\n".join(f"({', '.join(sql_literal(v) for v in row.values())})" for row in rows)
+        self.run(
+            f"INSERT INTO {self.table('_quality_results')} ({', '.join(rows[0])}) VALUES {values}"
+        )
+
+    def _replace(self, table: str, key: dict[str, Any], row: dict[str, Any]) -> None:
+        """Delete the rows of ``table`` that match ``key`` and insert ``row``, in one
+        transaction."""
+        target = self.table(table)
+        where = " AND ".join(f"{name} = {sql_literal(value)}" for name, value in key.items())
         self.run(
             f"""BEGIN TRANSACTION;
-            DELETE FROM {target} WHERE run_id = {sql_string(run.run_id)}
-                AND entity = {sql_string(run.entity)};
+            DELETE FROM {target} WHERE {where};
             INSERT INTO {target} ({", ".join(row)})
             VALUES ({", ".join(sql_literal(v) for v in row.values())});
             COMMIT TRANSACTION;"""

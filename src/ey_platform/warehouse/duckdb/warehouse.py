@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 import duckdb
 
 from ey_platform.errors import WarehouseError
-from ey_platform.warehouse.base import LoadMeta, RunRecord
+from ey_platform.warehouse.base import LoadMeta, QualityResult, RunRecord
 from ey_platform.warehouse.duckdb.connection import (
     error,
     is_lock_conflict,
@@ -120,16 +120,26 @@ class DuckDBWarehouse(SQLReads):
             names = [d[0] for d in cursor.description or ()]
             return [RunRecord.from_row(dict(zip(names, r, strict=True))) for r in cursor.fetchall()]
 
-    def record_run(self, run: RunRecord) -> None:
-        row = run.row()
-        marks = ", ".join("?" * len(row))
+    def record_quality(self, results: Sequence[QualityResult]) -> None:
+        if not results:
+            return
+        rows = [result.row() for result in results]
+        names = list(rows[0])
         with self.connect() as con, transaction(con):
-            con.execute(
-                f"DELETE FROM {self.raw}._pipeline_runs WHERE run_id = ? AND entity = ?",
-                [run.run_id, run.entity],
+            con.executemany(
+                f"INSERT INTO {self.raw}._quality_results ({', '.join(names)}) "
+                f"VALUES ({', '.join('?' * len(names))})",
+                [list(row.values()) for row in rows],
             )
+
+    def _replace(self, table: str, key: dict[str, Any], row: dict[str, Any]) -> None:
+        """Delete the rows of ``table`` that match ``key`` and insert ``row``, at once."""
+        where = " AND ".join(f"{name} = ?" for name in key)
+        with self.connect() as con, transaction(con):
+            con.execute(f"DELETE FROM {self.raw}.{table} WHERE {where}", list(key.values()))
             con.execute(
-                f"INSERT INTO {self.raw}._pipeline_runs ({', '.join(row)}) VALUES ({marks})",
+                f"INSERT INTO {self.raw}.{table} ({', '.join(row)}) "
+                f"VALUES ({', '.join('?' * len(row))})",
                 list(row.values()),
             )
 
