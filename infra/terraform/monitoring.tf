@@ -18,7 +18,7 @@ locals {
       event       = "job.failed"
       also        = ""
       description = "Runs of a job that failed (log event job.failed)."
-      labels      = { job = "The command that failed: batch, transform, poll, consume, up or health." }
+      labels      = { job = "The job that failed: batch, transform, poll or consume." }
       value       = null
     }
     batches_held = {
@@ -187,7 +187,7 @@ locals {
       runbook = <<-EOT
         A guard held the day of `$${metric.label.entity}`: the API answered far fewer rows than the last loaded day (EYP_BATCH__MIN_ROWS_FRACTION), or its fields drifted under EYP_BATCH__SCHEMA_POLICY=freeze. The warehouse still holds the previous day.
         1. `ey-platform health` ${local.cli}: the reason and the last quality results.
-        2. Check the source API. If the drop or the new schema is real, load the day anyway: `ey-platform batch --entity $${metric.label.entity} --force`.
+        2. Check the source API. If the drop or the new schema is real, load the day anyway: `ey-platform batch --date DAY --entity $${metric.label.entity} --force` (DAY: the held day, in the log line and in `ey-platform health`).
       EOT
     }
     quality_failed = {

@@ -593,6 +593,7 @@ _GRANTS = {
         "roles/pubsub.publisher",
         "roles/storage.objectCreator",
         "roles/bigquery.dataViewer",
+        "roles/bigquery.dataEditor",
         "roles/bigquery.jobUser",
         _WEBHOOK_READER,
     },
@@ -658,6 +659,61 @@ def test_each_identity_has_exactly_its_roles() -> None:
     assert set(identities) == set(_GRANTS) - {"deployer"}
     # The platform names the same accounts the bootstrap creates.
     assert _locals(TF / "main.tf")["identities"] == '${toset(["' + '", "'.join(identities) + '"])}'
+
+
+# The grants on single tables of bq_raw (iam.tf), as (identity, table, role): those who
+# use a few of its tables. The batch and the consumer write the dataset (bootstrap).
+_TABLE_GRANTS = {
+    ("poller", "carts_events", "roles/bigquery.dataViewer"),
+    ("poller", "_incidents", "roles/bigquery.dataEditor"),
+    ("transform", "_incidents", "roles/bigquery.dataEditor"),
+    ("transform", "_pipeline_runs", "roles/bigquery.dataEditor"),
+    ("transform", "_quality_results", "roles/bigquery.dataEditor"),
+}
+
+
+def test_the_poller_and_the_transform_hold_exactly_their_table_grants() -> None:
+    from ey_platform.warehouse.raw_schema import raw_schema
+
+    grants = _locals(TF / "iam.tf")["raw_table_grants"]
+    found = {(g["identity"], g["table"], g["role"]) for g in grants.values()}
+    assert len(found) == len(grants)  # no grant twice, under two keys
+    assert found == _TABLE_GRANTS
+    # Tables of the raw layer (a key of google_bigquery_table.raw), not its view.
+    assert {table for _, table, _ in found} <= set(raw_schema().tables)
+    members = {
+        label: body
+        for kind, label, body in _resources(TF)
+        if kind == "google_bigquery_table_iam_member"
+    }
+    assert set(members) == {"raw", "raw_view"}
+    # The poller reads its memory through the cart_states view: a grant on the view too.
+    view = members["raw_view"]
+    assert view["table_id"] == '${google_bigquery_table.raw_view["cart_states"].table_id}'
+    assert (view["role"], view["member"]) == ("roles/bigquery.dataViewer", "${local.sa.poller}")
+    member = members["raw"]
+    assert member["for_each"] == "${local.raw_table_grants}"
+    assert member["dataset_id"] == "${var.raw_dataset}"
+    assert member["table_id"] == "${google_bigquery_table.raw[each.value.table].table_id}"
+    assert (member["role"], member["member"]) == (
+        "${each.value.role}",
+        "${local.sa[each.value.identity]}",
+    )
+    # No table grant repeats a grant on the dataset.
+    dataset = _all_locals(BOOT)["raw_dataset_grants"].values()
+    editors = {g["identity"] for g in dataset if g["role"] == "roles/bigquery.dataEditor"}
+    assert {who for who, _, _ in found} & editors == set()
+    # The poller's first grant moved to its new address: kept, not destroyed and created.
+    (moved,) = _load(TF / "iam.tf")["moved"]
+    assert (moved["from"], moved["to"]) == (
+        '${google_bigquery_table_iam_member.events["poller"]}',
+        '${google_bigquery_table_iam_member.raw["poller_events"]}',
+    )
+    assert grants["poller_events"] == {
+        "identity": "poller",
+        "table": "carts_events",
+        "role": "roles/bigquery.dataViewer",
+    }
 
 
 def _readme_identity_table() -> dict[str, set[str]]:
@@ -1025,7 +1081,7 @@ def test_every_alert_policy_notifies_the_channels_and_says_what_to_do() -> None:
         assert any(f"${{local.metric_types.{metric}}}" in f for f in filters.values()), metric
     assert 'NOT metric.labels.check_name="freshness"' in filters["quality_failed"]
     assert (
-        "ey-platform batch --entity $${metric.label.entity} --force"
+        "ey-platform batch --date DAY --entity $${metric.label.entity} --force"
         in (policies["batch_held"]["runbook"])
     )
 

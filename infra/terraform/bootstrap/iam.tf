@@ -3,7 +3,7 @@
 # run as these accounts on Cloud Run and get short-lived tokens from the metadata
 # server. The grants on the stores of this configuration (bucket, datasets, the alerts
 # webhook's secret) and on the project are here; those on the platform's resources
-# (the events table, the topics, the subscription) are in infra/terraform/iam.tf, next
+# (the grants on single raw tables, the topics, the subscription) are in infra/terraform/iam.tf, next
 # to their resources.
 locals {
   identities = {
@@ -40,7 +40,7 @@ locals {
     batch     = { identity = "batch", role = "roles/bigquery.dataEditor" }     # staging tables, the day's DML
     consumer  = { identity = "consumer", role = "roles/bigquery.dataEditor" }  # the MERGE into carts_events
     transform = { identity = "transform", role = "roles/bigquery.dataViewer" } # dbt reads the sources
-    deployer  = { identity = "deployer", role = "roles/bigquery.dataOwner" }   # the raw tables and the poller's grant on one
+    deployer  = { identity = "deployer", role = "roles/bigquery.dataOwner" }   # the raw tables and the grants on single ones (iam.tf)
   }
   analytics_dataset_grants = {
     transform = { identity = "transform", role = "roles/bigquery.dataEditor" } # dbt builds the marts
