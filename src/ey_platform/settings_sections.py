@@ -110,7 +110,8 @@ class BigQuerySettings(BaseModel):
         20 << 30,
         ge=10 << 20,
         description="Bytes a single BigQuery query of the platform or of dbt may bill; a "
-        "query that would read more fails instead (20 GiB: a few cents at on-demand prices).",
+        "query that would read more fails instead (20 GiB: at most $0.12 a query at "
+        "on-demand prices).",
     )
 
 

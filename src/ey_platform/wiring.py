@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ey_platform.backends import make_bus, make_lake, make_warehouse, open_bus_read_only
 from ey_platform.bus.base import Bus, BusStats, bus_stats, setup_bus
-from ey_platform.errors import PlatformError, WarehouseError
+from ey_platform.errors import PlatformError
 from ey_platform.locks import holder, job_lock
 from ey_platform.models import BATCH_ENTITIES, Entity
 from ey_platform.ops import metrics
 from ey_platform.ops.alerts import Alerts, Webhook
-from ey_platform.ops.health import Health
+from ey_platform.ops.context import new_run_id
+from ey_platform.ops.health import Finding, Health
 from ey_platform.ops.quality import log_results
 from ey_platform.ops.watch import Watch, watch_bus
 from ey_platform.pipelines.batch import (
@@ -30,7 +31,6 @@ from ey_platform.pipelines.batch import (
     BatchResult,
     Progress,
     abandon_dead_runs,
-    new_run_id,
     raise_if_held,
 )
 from ey_platform.pipelines.consumer import CartConsumer
@@ -40,7 +40,7 @@ from ey_platform.pipelines.poller import CartPoller
 from ey_platform.pipelines.status import stream_status
 from ey_platform.settings import Settings
 from ey_platform.source.client import FakeStoreClient
-from ey_platform.state.base import PollerState
+from ey_platform.state.base import PollerState, PollResult
 from ey_platform.state.sqlite import SQLitePollerState
 from ey_platform.warehouse.base import QualityResult, RunRecord, Warehouse
 
@@ -115,7 +115,8 @@ def run_transform(settings: Settings, *, quiet: bool = False) -> DbtOutcome:
     now = datetime.now(UTC)
     run = RunRecord(new_run_id(now), "transform", "dbt", now.date(), now, "dbt", holder=holder())
     with watch.run(run.run_id):
-        warehouse.setup()
+        if settings.profile == "local":  # on Google Cloud, Terraform makes the raw layer
+            warehouse.setup()
         abandon_dead_runs(warehouse, "transform", now)
         warehouse.record_run(run)
         try:
@@ -250,34 +251,58 @@ FRESHNESS_SOURCES = ("products", "users", "carts_events")
 
 def read_health(settings: Settings) -> Health:
     """``ey-platform health``: the findings of :mod:`.ops.health`, from the warehouse, the
-    bus and the poller state, opened for reading only."""
+    bus and the poller state, opened for reading only. A part that cannot be read is a
+    failed finding of its own; the others are still shown."""
     from ey_platform.ops import health
     from ey_platform.ops.freshness import freshness_limits
 
     now = datetime.now(UTC)
-    with ExitStack() as opened:
-        bus = open_bus_read_only(settings)
-        if bus is not None:
-            opened.callback(bus.close)
-        stats = bus_stats(bus) if bus is not None else BusStats(0, 0, None, 0)
-        state = SQLitePollerState.open_read_only(settings.poller_state_path)
-        if state is not None:
-            opened.callback(state.close)
-        last_poll = state.last_poll() if state is not None else None
     warehouse = make_warehouse(settings, read_only=True)
+    backlog_age = settings.alerts.backlog_age * 60
+    reads: dict[str, Callable[[], list[Finding]]] = {
+        "job": lambda: health.job_findings(warehouse.last_runs(), _last_poll(settings)),
+        "freshness": lambda: health.freshness_findings(
+            warehouse.loaded_at(FRESHNESS_SOURCES), freshness_limits(), now
+        ),
+        "stream": lambda: health.stream_findings(_bus_stats(settings), backlog_age),
+        "quality": lambda: health.quality_findings(warehouse.latest_quality()),
+        "incident": lambda: health.incident_findings(warehouse.open_incidents()),
+    }
     try:
-        found = [
-            *health.job_findings(warehouse.last_runs(), last_poll),
-            *health.freshness_findings(
-                warehouse.loaded_at(FRESHNESS_SOURCES), freshness_limits(), now
-            ),
-            *health.stream_findings(stats, settings.alerts.backlog_age * 60),
-            *health.quality_findings(warehouse.latest_quality()),
-            *health.incident_findings(warehouse.open_incidents()),
-        ]
-    except WarehouseError as exc:
-        found = [health.Finding("warehouse", warehouse.raw, "fail", str(exc))]
-    return health.Health(found)
+        warehouse.query("SELECT 1")
+    except PlatformError as exc:  # none yet, or unreachable: one finding says it
+        reads = {"warehouse": partial(_unreadable, warehouse.raw, exc), "stream": reads["stream"]}
+    found: list[Finding] = []
+    for area, read in reads.items():
+        try:
+            found += read()
+        except PlatformError as exc:
+            found.append(Finding(area, "unreadable", "fail", str(exc)))
+    return Health(found)
+
+
+def _unreadable(raw: str, exc: PlatformError) -> list[Finding]:
+    return [Finding("warehouse", raw, "fail", str(exc))]
+
+
+def _bus_stats(settings: Settings) -> BusStats | None:
+    bus = open_bus_read_only(settings)
+    if bus is None:
+        return BusStats(0, 0, None, 0)  # nothing published yet
+    try:
+        return bus_stats(bus)
+    finally:
+        bus.close()
+
+
+def _last_poll(settings: Settings) -> PollResult | None:
+    state = SQLitePollerState.open_read_only(settings.poller_state_path)
+    if state is None:
+        return None
+    try:
+        return state.last_poll()
+    finally:
+        state.close()
 
 
 def scheduler(settings: Settings, parts: StreamParts) -> Scheduler:

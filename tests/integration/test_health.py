@@ -86,3 +86,18 @@ def test_before_anything_ran_health_says_so_in_one_finding(
     (warehouse,) = (f for f in found.values() if f["area"] == "warehouse")
     assert "no warehouse" in warehouse["detail"]
     assert not (tmp_path / "nothing").exists()  # only reads: nothing created
+
+
+def test_a_table_that_cannot_be_read_fails_its_own_finding_only(
+    fakestore: FakeStore, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    assert cli(data, fakestore.url, "batch", "--date", "2026-11-26").returncode == 0
+    with duckdb.connect(str(data / "warehouse.duckdb")) as con:  # as an older version left it
+        con.execute("DROP TABLE bq_raw._quality_results")
+    status, found = findings(data, fakestore.url)
+    assert status == 1
+    assert found["quality unreadable"]["status"] == "fail"
+    assert "_quality_results" in found["quality unreadable"]["detail"]
+    assert found["job batch users"]["status"] == "ok"  # the rest is still shown
+    assert found["freshness users"]["status"] == "ok"

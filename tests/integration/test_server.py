@@ -68,7 +68,8 @@ def test_live_changes_create_update_delete_and_reprice() -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("error", "expected kind=value"),
+        ("latency", "expected kind=value"),  # seconds: no default
+        ("boom", "expected kind=value"),
         ("boom=1", "unknown kind"),
         ("error=2", "probability must be in [0, 1]"),
         ("latency=-1", "seconds must be >= 0"),
@@ -78,6 +79,11 @@ def test_live_changes_create_update_delete_and_reprice() -> None:
 def test_bad_fault_plans_are_refused(spec: str, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         FaultPlan.parse(spec)
+
+
+def test_a_kind_alone_is_that_fault_on_every_request() -> None:
+    plan = FaultPlan.parse("drift, error=x1")
+    assert [plan.draw() for _ in range(3)] == ["error", "drift", "drift"]
 
 
 def test_fault_counts_apply_to_the_first_requests_only() -> None:

@@ -57,8 +57,9 @@ def batch_cmd(
         bool,
         typer.Option(
             "--force",
-            help="Load a day that the guard holds: fewer rows than "
-            "EYP_BATCH__MIN_ROWS_FRACTION of the last loaded day.",
+            help="Load a day that a quality gate holds: fewer rows than "
+            "EYP_BATCH__MIN_ROWS_FRACTION of the median of the last 7 loaded days, or a "
+            "schema drift under EYP_BATCH__SCHEMA_POLICY=freeze.",
         ),
     ] = False,
     api_url: ApiUrl = None,

@@ -1,6 +1,7 @@
 """Alerts: one message when an incident opens, one when it ends, none in between.
 
-An incident is a named condition (``batch.failed``, ``batch.held:users``, ``backlog``)
+An incident is a named condition (``batch.failed``, ``batch.held:users``,
+``stream.backlog``)
 kept in ``bq_raw._incidents``, so that the runs of a job in separate processes (a Cloud
 Run job keeps nothing between executions) agree on what was already said. Its opening
 is sent to the webhook (``EYP_ALERTS__WEBHOOK_URL``: Slack and Google Chat both take
@@ -136,17 +137,20 @@ class Alerts:
 
     def _incidents(self) -> dict[str, Incident]:
         """The open incidents, read from the warehouse at most every :data:`REREAD`
-        seconds (a long-running ``up`` sees what a batch run by hand changed); none if
-        it cannot be read."""
+        seconds (a long-running ``up`` sees what a batch run by hand changed). When it
+        cannot be read, what this process knows stands (at first: nothing), so that a
+        long-running job does not announce the same incident at every reread."""
         if self._open is None or time.monotonic() - self._read_at > REREAD:
-            self._open, self._read_at = {}, time.monotonic()
+            known, self._read_at = self._open or {}, time.monotonic()
+            self._open = known
             if self.warehouse is not None:
                 try:
                     self._open = {i.incident: i for i in self.warehouse.open_incidents()}
                     self._unreadable = False
                 except PlatformError as exc:
+                    if not self._unreadable:  # once, not at every reread
+                        log.warning("alert.store_failed", extra={"error": str(exc)[:200]})
                     self._unreadable = True
-                    log.warning("alert.store_failed", extra={"error": str(exc)[:200]})
         return self._open
 
     def _store(self, incident: Incident) -> None:

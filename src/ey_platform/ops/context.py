@@ -4,12 +4,19 @@ makes: ``with job_context("batch", run_id):``. Context variables, so a thread of
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import datetime
 
 _job: ContextVar[str | None] = ContextVar("job", default=None)
 _run_id: ContextVar[str | None] = ContextVar("run_id", default=None)
+
+
+def new_run_id(now: datetime) -> str:
+    """Sortable by time, unique across machines: ``20261126T160000Z-3fa2c1``."""
+    return f"{now:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"
 
 
 def current_job() -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from ey_platform.bus.base import BusStats
@@ -45,6 +45,11 @@ class Health:
         return {"healthy": self.healthy, "findings": [asdict(f) for f in self.findings]}
 
 
+def _utc(moment: datetime) -> str:
+    """``2026-12-02 05:00:00Z``, whatever zone the warehouse answered in."""
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z"
+
+
 def age(seconds: float) -> str:
     """``42 s``, ``12 min``, ``3.5 h``, ``2.0 d``."""
     if seconds < 90:
@@ -61,7 +66,7 @@ def job_findings(runs: Sequence[RunRecord], last_poll: PollResult | None) -> lis
     for run in runs:
         status: Status = "ok" if run.status in _GOOD_RUNS else "fail"
         when = run.finished_at or run.started_at
-        detail = f"{run.status} at {when:%Y-%m-%d %H:%M:%S}Z (run {run.run_id})"
+        detail = f"{run.status} at {_utc(when)} (run {run.run_id})"
         if run.loaded is not None and run.job == "batch":
             detail += f", {run.loaded:,} rows loaded"
         if run.error:
@@ -70,12 +75,12 @@ def job_findings(runs: Sequence[RunRecord], last_poll: PollResult | None) -> lis
     if last_poll is None:
         found.append(Finding("job", "poll", "ok", "no poll recorded on this machine"))
     else:
-        at = datetime.fromtimestamp(last_poll.started_at).astimezone()
+        at = datetime.fromtimestamp(last_poll.started_at, UTC)
         ok: Status = "fail" if last_poll.status == "failed" else "ok"
-        detail = f"{last_poll.status} at {at:%Y-%m-%d %H:%M:%S %Z}, {last_poll.fetched:,} carts"
-        found.append(
-            Finding("job", "poll", ok, detail + (f": {last_poll.error}" * bool(last_poll.error)))
-        )
+        detail = f"{last_poll.status} at {_utc(at)}, {last_poll.fetched:,} carts"
+        if last_poll.error:
+            detail += f": {last_poll.error}"
+        found.append(Finding("job", "poll", ok, detail))
     return found
 
 
@@ -138,7 +143,7 @@ def quality_findings(results: Sequence[QualityResult]) -> list[Finding]:
             "quality",
             f"{r.check_name} {r.entity}",
             "fail" if r.status == "fail" else "warn",
-            f"{r.observed} (expected {r.expected}) at {r.checked_at:%Y-%m-%d %H:%M:%S}Z",
+            f"{r.observed} (expected {r.expected}) at {_utc(r.checked_at)}",
         )
         for r in judged
         if r.status != "pass"
@@ -153,7 +158,7 @@ def incident_findings(incidents: Sequence[Incident]) -> list[Finding]:
             "incident",
             i.incident,
             "warn",
-            f"open since {i.opened_at:%Y-%m-%d %H:%M:%S}Z: {i.summary}",
+            f"open since {_utc(i.opened_at)}: {i.summary}",
         )
         for i in incidents
     ]

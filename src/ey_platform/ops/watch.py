@@ -11,11 +11,12 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from ey_platform.bus.base import BusStats
 from ey_platform.ops import metrics
 from ey_platform.ops.alerts import Alerts
-from ey_platform.ops.context import job_context
+from ey_platform.ops.context import job_context, new_run_id
 from ey_platform.warehouse.base import QualityResult
 
 log = logging.getLogger("ey_platform.ops")
@@ -68,8 +69,10 @@ class Watch:
 
     @contextmanager
     def run(self, run_id: str | None = None) -> Iterator[RunOutcome]:
-        """Run the block as one run of the job: a failure is logged as ``job.failed``,
-        counted and alerted, then raised again; a success resolves the failure."""
+        """Run the block as one run of the job (``run_id``, or a new one): a failure is
+        logged as ``job.failed``, counted and alerted, then raised again; a success
+        resolves the failure."""
+        run_id = run_id or new_run_id(datetime.now(UTC))
         outcome = RunOutcome()
         with job_context(self.job, run_id):
             started = time.perf_counter()

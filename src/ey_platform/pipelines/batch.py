@@ -29,7 +29,6 @@ in the lake.
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from ey_platform.errors import BatchHeld, LakeError, PlatformError, Reconciliati
 from ey_platform.lake.base import Lake, manifest_key, manifest_keys, orphan_parts
 from ey_platform.locks import holder, holder_alive
 from ey_platform.models import Entity
+from ey_platform.ops.context import new_run_id
 from ey_platform.ops.quality import SchemaPolicy, Shape, merge
 from ey_platform.pipelines import manifest as manifests
 from ey_platform.pipelines.extract import ExtractCounts, extract_jsonl
@@ -97,11 +97,6 @@ def raise_if_held(results: list[BatchResult]) -> list[BatchResult]:
     if held:
         raise BatchHeld(f"batch held: {'; '.join(held)}; rerun with --force to load it anyway")
     return results
-
-
-def new_run_id(now: datetime) -> str:
-    """Sortable by time, unique across machines: ``20261126T160000Z-3fa2c1``."""
-    return f"{now:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"
 
 
 @dataclass

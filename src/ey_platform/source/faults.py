@@ -15,6 +15,7 @@ A plan is a comma-separated list of ``kind=value``. ``value`` is a probability i
 - ``drift``: schema drift: every record gains an unknown field and sends a number as a
   string (``price``, ``rating.count``, ``userId``, ``address.number``).
 
+A kind alone is that kind on every request (``drift`` is ``drift=1``).
 Example: ``--faults error=x2,ratelimit=0.1,latency=0.05``.
 """
 
@@ -67,7 +68,9 @@ class FaultPlan:
         plan = cls(seed=seed)
         for item in filter(None, (part.strip() for part in (spec or "").split(","))):
             name, sep, value = item.partition("=")
-            if not sep:
+            if not sep and name.strip() in KINDS:
+                value = "1"  # a kind alone: every request (``--faults drift``)
+            elif not sep:
                 raise ValueError(f"fault {item!r}: expected kind=value")
             try:
                 plan._set(name.strip(), value.strip())

@@ -116,7 +116,7 @@ class Incident:
     it starts and once when it ends (the last incident of each key is kept)."""
 
     incident: str
-    """What is wrong, as a key: ``batch.failed``, ``batch.held:users``, ``backlog``."""
+    """What is wrong, as a key: ``batch.failed``, ``batch.held:users``, ``stream.backlog``."""
     job: str
     summary: str
     run_id: str | None
