@@ -25,8 +25,8 @@ ACTIONS: Mapping[str, str] = {
     "batch": "read the error above; `ey-platform health` shows the last runs. Fix the "
     "cause (the API, credentials, the warehouse) and rerun `ey-platform batch --date "
     "<day>`: a rerun of a day is safe.",
-    "transform": "run `ey-platform transform` to see the failing dbt nodes; the published "
-    "marts keep their last good build.",
+    "transform": "run `ey-platform transform` to see the failing dbt nodes; "
+    "`ey-platform health` lists the tests that failed. Fix the cause and run it again.",
     "poll": "`ey-platform stream status` shows the last poll; the poller retries every "
     "interval and loses nothing while the API is away.",
     "consume": "`ey-platform stream status` shows the backlog; restart the consumer "
