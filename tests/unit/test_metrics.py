@@ -90,7 +90,9 @@ def test_no_bus_figures_before_the_bus_exists(tmp_path: Path) -> None:
     path = tmp_path / "bus.sqlite3"
     collector = BusCollector(BusReader(lambda: SQLiteBus.open_read_only(path)))
     assert _bus_figures(collector) == {}
-    SQLiteBus(path).setup()  # the consumer creates it: the next scrape reads it
+    created = SQLiteBus(path)  # the consumer creates it: the next scrape reads it
+    created.setup()
+    created.close()
     assert _bus_figures(collector)["eyp_bus_backlog_messages"] == 0
 
 
