@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
 from ey_platform.errors import LakeError
-from ey_platform.lake.base import Lake, manifest_key, manifests, part_key, put_bytes, put_json
+from ey_platform.lake.base import (
+    Lake,
+    committed_days,
+    manifest_key,
+    manifests,
+    part_key,
+    put_bytes,
+    put_json,
+)
 
 DAY = date(2026, 11, 26)
 
@@ -61,3 +69,17 @@ def test_manifests_are_read_back_in_run_order(lake: Lake) -> None:
 def test_reading_a_missing_object_names_it(lake: Lake) -> None:
     with pytest.raises(LakeError, match=r"raw/nothing\.jsonl"):
         lake.read("raw/nothing.jsonl")
+
+
+def test_committed_days_are_the_days_of_a_range_with_a_manifest(lake: Lake) -> None:
+    before, after = DAY - timedelta(days=1), DAY + timedelta(days=1)
+    put_json(lake, manifest_key("users", before, "run1"), {"run_id": "run1"})
+    put_json(lake, manifest_key("products", DAY, "run2"), {"run_id": "run2"})
+    put_bytes(lake, part_key("users", DAY, "run3", 0), b"{}\n", 1)  # an orphan: no manifest
+    put_json(lake, manifest_key("users", after + timedelta(days=1), "run4"), {"run_id": "run4"})
+    assert committed_days(lake, ["products", "users"], before, after) == {
+        before: ["users"],
+        DAY: ["products"],
+        after: [],
+    }
+    assert committed_days(lake, ["users"], after, before) == {}

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=160)
+KEPT_BARS = 6
+"""Bars shown at most: a backfill of many days drops its oldest."""
 
 
 def table(*headers: str, title: str) -> Table:
@@ -77,6 +79,8 @@ class _Bars:
         if entity != self.current:
             self.finish(complete=True)  # the pipeline has moved on to the next entity
             self.current, self.known = entity, False
+            if len(self.tasks) >= KEPT_BARS:
+                self.bar.remove_task(self.tasks.pop(next(iter(self.tasks))))
             self.tasks[entity] = self.bar.add_task(entity, total=None, known=False)
         if total is None:
             self.bar.update(self.tasks[entity], completed=records)
@@ -137,6 +141,20 @@ def print_batch(results: list[Any]) -> None:
             f"{r.loaded:,}",
             f"{r.seconds:.2f}",
         )
+    console.print(shown)
+    raise_if_held(results)
+
+
+def print_backfill(results: list[Any]) -> None:
+    """A row per day and entity, then :class:`BatchHeld` if a guard held one. ``rows``:
+    the valid records of the day's run in the lake, loaded, already in the warehouse
+    (unchanged) or held back (held)."""
+    span = f" {results[0].day} to {results[-1].day}" if results else ""
+    shown = table("day", "entity", "status", "rows", "seconds", title=f"Backfill{span}")
+    for r in results:
+        ran = r.status != "missing"
+        rows, seconds = (f"{r.landed:,}", f"{r.seconds:.2f}") if ran else ("", "")
+        shown.add_row(str(r.day), r.entity, r.status, rows, seconds)
     console.print(shown)
     raise_if_held(results)
 

@@ -14,15 +14,20 @@ loads and reported by the next run of the entity (:func:`orphan_parts`).
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
-from typing import Any, Protocol
+from datetime import date, timedelta
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
 from ey_platform.errors import LakeIntegrityError
 
 Keys = list[str]
+E = TypeVar("E", bound=str)
+# What a batch run finds in the lake is the batch's to report.
+log = logging.getLogger("ey_platform.batch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +147,16 @@ def manifest_keys(lake: Lake, entity: str, day: date) -> list[str]:
     return sorted(k for k in keys if k.endswith(".manifest.json"))
 
 
+def committed_days(
+    lake: Lake, entities: Sequence[E], start: date, end: date
+) -> dict[date, list[E]]:
+    """Each day from ``start`` to ``end`` (both included), in order, with those of
+    ``entities`` of which the lake holds a committed run. One listing per day and entity:
+    what a backfill costs follows its range, not the length of the lake's history."""
+    days = (start + timedelta(days=n) for n in range((end - start).days + 1))
+    return {day: [e for e in entities if manifest_keys(lake, e, day)] for day in days}
+
+
 def manifests(lake: Lake, entity: str, day: date) -> list[dict[str, Any]]:
     """The committed runs of ``entity`` on ``day``, oldest first."""
     return [read_manifest(lake, k) for k in manifest_keys(lake, entity, day)]
@@ -153,3 +168,25 @@ def orphan_parts(lake: Lake, entity: str, day: date) -> list[str]:
     keys = lake.list(partition("raw", entity, day))
     committed = {k.removesuffix(".manifest.json") for k in keys if k.endswith(".manifest.json")}
     return [k for k in keys if k.endswith(".jsonl") and k.rsplit("-p", 1)[0] not in committed]
+
+
+def clear_debris(lake: Lake, entity: str, day: date) -> None:
+    """Remove the temporary files runs of ``entity`` that were killed left in the lake
+    (call it holding the batch lock: no writer of them is alive), and report the parts of
+    ``day`` that no manifest commits. Nothing committed is touched."""
+    swept = lake.sweep(f"raw/{entity}/") + lake.sweep(f"quarantine/{entity}/")
+    if swept:
+        log.warning("batch.swept_temporaries", extra={"entity": entity, "files": len(swept)})
+    orphans = orphan_parts(lake, entity, day)
+    if orphans:
+        runs = sorted({key.rsplit("/", 1)[-1].rsplit("-p", 1)[0] for key in orphans})
+        log.warning(
+            "batch.orphan_parts",
+            extra={
+                "entity": entity,
+                "day": day,
+                "parts": len(orphans),
+                "runs": ",".join(runs),
+                "meaning": "runs that died before their manifest; never loaded",
+            },
+        )

@@ -23,20 +23,20 @@ last loaded run (``schema_policy``); their results are recorded in
 warehouse is untouched, and ``force`` loads it. A reload from the lake first checks
 every part against its manifest (size, sha256, records). Each run starts by marking
 the runs that died as ``abandoned`` and sweeping the temporary files a killed run left
-in the lake.
+in the lake. A backfill (:func:`backfill`) reloads a range of days, a day at a time.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
-from ey_platform.errors import BatchHeld, LakeError, PlatformError, ReconciliationError
-from ey_platform.lake.base import Lake, manifest_key, manifest_keys, orphan_parts
+from ey_platform.errors import BatchHeld, ConfigError, LakeError, PlatformError, ReconciliationError
+from ey_platform.lake.base import Lake, clear_debris, committed_days, manifest_key, manifest_keys
 from ey_platform.locks import holder, holder_alive
 from ey_platform.models import Entity
 from ey_platform.ops.context import new_run_id
@@ -68,10 +68,43 @@ def _silent(entity: str, records: int, total: int | None = None) -> None:
     return None
 
 
+def of_day(progress: Progress | None, day: date) -> Progress | None:
+    """``progress`` told ``<entity> <day>``: the bars of a backfill tell its days apart."""
+    if progress is None:
+        return None
+    return lambda entity, records, total=None: progress(f"{entity} {day}", records, total)
+
+
+def backfill(
+    lake: Lake,
+    span: tuple[date, date],
+    entities: Sequence[Entity],
+    reload: Callable[..., list[BatchResult]],
+    progress: Progress | None = None,
+) -> list[BatchResult]:
+    """``reload(day, present, progress=...)`` for each day of ``span`` (both included) in
+    order, ``present`` those of ``entities`` of which the lake holds a committed run that
+    day; the others are ``missing`` that day. The first failure stops the backfill and
+    names its day: the days before it stay loaded."""
+    days = committed_days(lake, entities, *span)
+    if not any(days.values()):
+        where = f"{lake.uri('raw')} from {span[0]} to {span[1]}"
+        raise ConfigError(f"no committed {' or '.join(entities)} run in the lake {where}")
+    results: list[BatchResult] = []
+    for day, present in days.items():
+        try:
+            done = reload(day, present, progress=of_day(progress, day)) if present else []
+        except PlatformError as exc:
+            stop = f"backfill stopped at {day} (the days before it stay loaded): {exc}"
+            raise type(exc)(stop) from exc
+        ran = {r.entity: r for r in done}
+        results += [ran.get(e) or BatchResult(e, day, "", "missing") for e in entities]
+    return results
+
+
 # A run on another host is known dead once it is this old: twice the batch job's task
 # timeout on Cloud Run (infra/terraform/run.tf).
 ABANDONED_AFTER = timedelta(hours=2)
-# Manifests of format 2 hash the records (format 1 hashed the parts' hashes).
 
 
 def day_finished(warehouse: Warehouse, day: date, entities: Iterable[str]) -> bool:
@@ -107,6 +140,7 @@ class BatchResult:
     day: date
     run_id: str
     status: str = "running"
+    """Once run: loaded, unchanged or held; ``missing``: a backfill's day the lake lacks."""
     extracted: int = 0
     valid: int = 0
     quarantined: int = 0
@@ -215,7 +249,7 @@ class BatchPipeline:
     ) -> BatchResult:
         if self.client is None:
             raise ValueError("an API client is needed unless loading from the lake")
-        self._clear_debris(entity, day)
+        clear_debris(self.lake, entity, day)
         extracted_at = self.clock()
         meta = LoadMeta(entity, day, run_id, extracted_at)
         result = BatchResult(entity, day, run_id)
@@ -258,27 +292,6 @@ class BatchPipeline:
             load.abort()
             raise
         return result
-
-    def _clear_debris(self, entity: Entity, day: date) -> None:
-        """Remove the temporary files runs of ``entity`` that were killed left in the
-        lake (this run holds the batch lock: no writer of them is alive), and report
-        the parts of ``day`` that no manifest commits. Nothing committed is touched."""
-        swept = self.lake.sweep(f"raw/{entity}/") + self.lake.sweep(f"quarantine/{entity}/")
-        if swept:
-            log.warning("batch.swept_temporaries", extra={"entity": entity, "files": len(swept)})
-        orphans = orphan_parts(self.lake, entity, day)
-        if orphans:
-            runs = sorted({key.rsplit("/", 1)[-1].rsplit("-p", 1)[0] for key in orphans})
-            log.warning(
-                "batch.orphan_parts",
-                extra={
-                    "entity": entity,
-                    "day": day,
-                    "parts": len(orphans),
-                    "runs": ",".join(runs),
-                    "meaning": "runs that died before their manifest; never loaded",
-                },
-            )
 
     def _load(
         self,
