@@ -207,11 +207,12 @@ step_smoke() {
     say "smoke run of $TARGET: ${tables[*]} hold ${values[*]} rows"
 }
 
-# dbt_env: what profiles.yml and the sources read, for the gcp target in ENV's project.
+# dbt_env DATASET: what profiles.yml and the sources read, for the gcp target in ENV's
+# project, dbt writing to DATASET (the platform's transform writes to the build dataset).
 dbt_env() {
     printf '%s\n' env EYP_DBT_TARGET=gcp "EYP_GCP__PROJECT=$PROJECT" \
         "EYP_WAREHOUSE__BIGQUERY__LOCATION=$BQ_LOCATION" "EYP_WAREHOUSE__RAW_DATASET=$RAW_DATASET" \
-        "EYP_WAREHOUSE__ANALYTICS_DATASET=$1"
+        "EYP_WAREHOUSE__ANALYTICS_DATASET=$1" "EYP_DBT_SCHEMA=$1"
 }
 
 dbt_args() {
@@ -237,7 +238,8 @@ step_dbt_check() {
 step_publish_manifest() {
     read_outputs
     local -a env args
-    mapfile -t env < <(dbt_env "$ANALYTICS_DATASET")
+    # The manifest's relations are where ENV's transform builds: the build dataset.
+    mapfile -t env < <(dbt_env "${ANALYTICS_DATASET}_build")
     mapfile -t args < <(dbt_args)
     run "${env[@]}" "$DBT" parse "${args[@]}"
     run gcloud storage cp "$WORK/dbt/target/manifest.json" "$MANIFEST_URI"

@@ -33,6 +33,7 @@ def make_warehouse(settings: Settings, *, read_only: bool = False) -> Warehouse:
             gcp.bigquery_client(settings),
             wh.raw_dataset,
             wh.analytics_dataset,
+            build=wh.build_dataset,
             storage_read=wh.bigquery.storage_read,
         )
     from ey_platform.warehouse.duckdb import DuckDBWarehouse
@@ -42,6 +43,8 @@ def make_warehouse(settings: Settings, *, read_only: bool = False) -> Warehouse:
         wh.raw_dataset,
         wh.analytics_dataset,
         wh.duckdb.lock_timeout,
+        build=wh.build_dataset,
+        serving=settings.serving_path,
         read_only=read_only,
     )
 

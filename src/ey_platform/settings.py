@@ -75,12 +75,16 @@ OTHER_VARIABLES = frozenset(
     {
         "EYP_DBT_TARGET",  # set by transform.py for dbt's profiles.yml
         "EYP_DUCKDB_PATH",  # idem
+        "EYP_DBT_SCHEMA",  # idem: the build dataset dbt writes to
         "EYP_REQUIRE_EMULATORS",  # scripts/emulators.sh, .ci/run and the contract tests
         "EYP_DBT_CI_DATASET",  # scripts/deploy.sh: the dataset of the deploy's dbt check
         "EYP_EMULATORS_DIR",  # scripts/emulators.sh
         "EYP_EMULATOR_PROJECT",  # idem
         "EYP_TEST_EMULATOR_ENV",  # written by scripts/emulators.sh, read by the tests
         "EYP_PYTHON313",  # .ci/run
+        "EYP_REQUIRE_BROWSER",  # .ci/run and the workflow: the dashboard's browser test
+        "EYP_CHROMIUM",  # the browser test's Chromium, and its driver
+        "EYP_CHROMEDRIVER",  # idem
     }
 )
 
@@ -204,6 +208,11 @@ class Settings(BaseSettings):
     def poller_state_path(self) -> Path:
         return self.data_dir / "stream" / "poller.sqlite3"
 
+    @property
+    def serving_path(self) -> Path:
+        """The read-only copy of the published marts that BI tools open (DuckDB)."""
+        return self.data_dir / "serving" / "analytics.duckdb"
+
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data: every secret replaced by ``**********``,
         every local path absolute, with the defaults derived from ``data_dir`` filled in
@@ -211,6 +220,7 @@ class Settings(BaseSettings):
         shown = self.model_dump(mode="json")  # SecretStr dumps as '**********' in JSON mode
         shown["data_dir"] = str(self.data_dir.resolve())
         shown["poller_state_path"] = str(self.poller_state_path.resolve())
+        shown["serving_path"] = str(self.serving_path.resolve())
         shown["lake"]["local"]["root"] = str(self.lake_root.resolve())
         shown["warehouse"]["duckdb"]["path"] = str(self.duckdb_path.resolve())
         shown["bus"]["sqlite"]["path"] = str(self.bus_path.resolve())

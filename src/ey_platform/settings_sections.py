@@ -120,7 +120,7 @@ class WarehouseSettings(BaseModel):
 
     raw_dataset: str = Field("bq_raw", description="Dataset (DuckDB schema) of the raw tables.")
     analytics_dataset: str = Field(
-        "bq_analytics", description="Dataset (DuckDB schema) of the marts."
+        "bq_analytics", description="Dataset (DuckDB schema) of the published marts."
     )
     duckdb: DuckDBSettings = Field(
         default_factory=DuckDBSettings, description="DuckDB (profile local)."
@@ -128,6 +128,12 @@ class WarehouseSettings(BaseModel):
     bigquery: BigQuerySettings = Field(
         default_factory=BigQuerySettings, description="BigQuery (profile gcp)."
     )
+
+    @property
+    def build_dataset(self) -> str:
+        """Where dbt builds and tests before the marts are published: private to the
+        transform, named after the marts' dataset (Terraform derives it the same way)."""
+        return f"{self.analytics_dataset}_build"
 
 
 class SQLiteBusSettings(BaseModel):

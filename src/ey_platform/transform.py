@@ -5,6 +5,10 @@ The target follows the profile (``local``: dbt-duckdb on the warehouse file; ``g
 dbt-bigquery). dbt writes nothing into the project: its artifacts and partial parsing
 go to ``<data_dir>/dbt/target``, so the installed package may be read-only.
 
+dbt builds into the private build dataset (``<analytics>_build``, see profiles.yml); the
+platform publishes the marts (:data:`MARTS`) only when every test there has passed
+(``Warehouse.publish``).
+
 What dbt judged is handed on as data-quality results (``bq_raw._quality_results``):
 the outcome of every test of a build (:meth:`DbtOutcome.quality`, also on the
 :class:`TransformError` of a failed build), and the freshness of every source
@@ -15,8 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,10 +27,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ey_platform.dbt_console import Console
 from ey_platform.errors import PlatformError
 from ey_platform.ops.freshness import Limits, freshness_result
 from ey_platform.settings import Settings
-from ey_platform.warehouse.base import QualityResult, QualityStatus
+from ey_platform.warehouse.base import QualityResult, QualityStatus, Warehouse
 from ey_platform.warehouse.duckdb import LOCK_CONFLICT, open_file
 
 log = logging.getLogger("ey_platform.transform")
@@ -39,6 +42,13 @@ DBT_PROJECT = Path(__file__).resolve().with_name("dbt")
 # A production build: unit tests check the models' logic against fixtures and belong to
 # development and CI (tests/integration/test_transform.py), as dbt recommends.
 BUILD = ("build", "--exclude-resource-type", "unit_test")
+# What a build publishes to the analytics dataset once all its tests pass: the models of
+# models/marts. Staging and intermediate views, the snapshot and the tests' relations stay
+# in the private build dataset.
+MARTS = ("dim_products", "dim_users", "fact_orders", "fact_order_totals")
+# What a build keeps from one run to the next: the snapshot's history. A deployment from
+# before the build dataset had it in the analytics dataset; it is carried over once.
+STATEFUL = ("products_snapshot",)
 
 
 # Tests of a build, data tests and unit tests alike: their outcomes are quality results.
@@ -131,6 +141,8 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
     env["EYP_WAREHOUSE__BIGQUERY__LOCATION"] = settings.warehouse.bigquery.location
     env["EYP_WAREHOUSE__RAW_DATASET"] = settings.warehouse.raw_dataset
     env["EYP_WAREHOUSE__ANALYTICS_DATASET"] = settings.warehouse.analytics_dataset
+    # dbt builds and tests in the private build dataset; the marts are published after.
+    env["EYP_DBT_SCHEMA"] = settings.warehouse.build_dataset
     # The limit on what one query may bill, and the env label of dbt's BigQuery jobs.
     env["EYP_WAREHOUSE__BIGQUERY__MAXIMUM_BYTES_BILLED"] = str(
         settings.warehouse.bigquery.maximum_bytes_billed
@@ -152,6 +164,26 @@ def run_dbt(
         log.warning("transform.warning", extra={"command": args[0], "warning": warning})
     counts = {} if outcome.passed is None else {"passed": outcome.passed}
     log.info("transform.done", extra={"command": args[0], **counts, "seconds": outcome.seconds})
+    return outcome
+
+
+def build_and_publish(
+    settings: Settings, warehouse: Warehouse, *, quiet: bool = False, full_refresh: bool = False
+) -> DbtOutcome:
+    """Write, audit, publish: ``dbt build`` (every model and test) in the build dataset,
+    then the marts published, only if nothing failed. A failed build raises
+    :class:`TransformError` and leaves the published marts as they were.
+    ``full_refresh``: dbt rebuilds incremental models from the raw layer."""
+    for table in warehouse.carry_into_build(STATEFUL):
+        log.info("transform.carried", extra={"table": table, "into": warehouse.build})
+    refresh = ("--full-refresh",) if full_refresh else ()
+    try:
+        outcome = run_dbt(settings, *BUILD, *refresh, quiet=quiet)
+    except TransformError as exc:
+        message = f"{exc}; nothing published: {warehouse.analytics} keeps the last good build"
+        raise TransformError(message, exc.outcome) from None
+    warehouse.publish(MARTS)
+    log.info("transform.published", extra={"marts": len(MARTS), "to": warehouse.analytics})
     return outcome
 
 
@@ -223,7 +255,8 @@ def _argv(args: tuple[str, ...], project: Path, work: Path, *, quiet: bool) -> l
     (read-only) project.
 
     No dbt.log: run in-process, dbt drops its file handler without closing it on every
-    run. Its console is off too: _Console prints its lines instead. No usage statistics,
+    run. Its console is off too: :class:`~ey_platform.dbt_console.Console` prints
+    its lines instead. No usage statistics,
     whatever the environment says: they keep a cookie (.user.yml) in the profiles
     directory, which is the read-only project."""
     argv = [
@@ -270,7 +303,7 @@ def _opened_first(settings: Settings) -> Iterator[None]:
 def _invoke(argv: list[str], command: str, *, quiet: bool) -> DbtOutcome:
     from dbt.cli.main import dbtRunner
 
-    console = _Console(quiet=quiet)
+    console = Console(quiet=quiet)
     started = time.perf_counter()
     try:
         result = dbtRunner(callbacks=[console]).invoke(argv)
@@ -353,46 +386,3 @@ def _limits(threshold: Any) -> Limits:
         limit(getattr(threshold, "warn_after", None)),
         limit(getattr(threshold, "error_after", None)),
     )
-
-
-# dbt's report of an exception (its message, then its traceback): the exception itself
-# becomes the TransformError, on stderr. The cache events dbt's own console skips too.
-_UNSHOWN = frozenset({"MainEncounteredError", "MainStackTrace", "CacheAction", "CacheDumpGraph"})
-# Output a command prints as is, at any log level (dbt's own console does the same).
-_PRINTED = frozenset({"PrintEvent", "ShowNode", "CompiledNode"})
-_LEVELS = {"debug": 0, "test": 0, "info": 1, "warn": 2, "error": 3}
-
-
-class _Console:
-    """dbt's console output, drawn from its events as dbt draws it (``HH:MM:SS  message``,
-    info and above, errors only when quiet) without its report of an exception; and the
-    warnings dbt fired, shown or not."""
-
-    def __init__(self, *, quiet: bool) -> None:
-        self.threshold = _LEVELS["error" if quiet else "info"]
-        self.warnings: list[str] = []
-        self._lock = threading.Lock()  # dbt fires events from its worker threads
-        self._open = True
-
-    def __call__(self, event: Any) -> None:
-        from dbt_common.events.functions import env_scrubber
-
-        info = event.info
-        if info.level == "warn":
-            self.warnings.append(" ".join(info.msg.split()))
-        if info.name in _UNSHOWN:
-            return
-        if info.name in _PRINTED:
-            line = info.msg
-        elif _LEVELS.get(info.level, 0) >= self.threshold:
-            line = f"{datetime.now(UTC):%H:%M:%S}  {info.msg}"
-        else:
-            return
-        with self._lock:
-            if not self._open:
-                return
-            try:
-                sys.stdout.write(env_scrubber(line) + "\n")
-                sys.stdout.flush()
-            except (OSError, ValueError):  # stdout went away (`| head`): dbt carries on
-                self._open = False

@@ -106,10 +106,31 @@ def run_batch(
         return results
 
 
-def run_transform(settings: Settings, *, quiet: bool = False) -> DbtOutcome:
-    """The transform, watched: ``dbt source freshness``, then ``dbt build``. Each result
-    (freshness, every test) is recorded in ``_quality_results``, the run in
-    ``_pipeline_runs``; a failed build, a stale source or a warning test is alerted."""
+def run_backfill(
+    settings: Settings,
+    start: date,
+    end: date,
+    entities: Sequence[Entity] = BATCH_ENTITIES,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> list[BatchResult]:
+    """:func:`run_batch` from the lake for each day from ``start`` to ``end`` that it
+    holds, in order (:func:`.pipelines.batch.backfill`)."""
+    from ey_platform.pipelines.batch import backfill
+
+    reload = partial(run_batch, settings, from_lake=True, force=force)
+    return backfill(make_lake(settings), (start, end), entities, reload, progress)
+
+
+def run_transform(
+    settings: Settings, *, quiet: bool = False, full_refresh: bool = False
+) -> DbtOutcome:
+    """The transform, watched: ``dbt source freshness``, then ``dbt build`` into the build
+    dataset, then the marts published, only if every test passed. Each result (freshness,
+    every test) is recorded in ``_quality_results``, the run in ``_pipeline_runs``; a
+    failed build, a stale source or a warning test is alerted. ``full_refresh`` rebuilds
+    incremental models from the raw layer."""
     warehouse = make_warehouse(settings)
     watch = Watch(make_alerts(settings, warehouse), "transform")
     now = datetime.now(UTC)
@@ -120,7 +141,9 @@ def run_transform(settings: Settings, *, quiet: bool = False) -> DbtOutcome:
         abandon_dead_runs(warehouse, "transform", now)
         warehouse.record_run(run)
         try:
-            outcome = _transform(settings, warehouse, watch, run.run_id, quiet=quiet)
+            outcome = _transform(
+                settings, warehouse, watch, run.run_id, quiet=quiet, full_refresh=full_refresh
+            )
         except Exception as exc:
             run.status, run.error = "failed", " ".join(str(exc).split())
             _record_run(warehouse, run)  # the error above is the one to see
@@ -131,15 +154,21 @@ def run_transform(settings: Settings, *, quiet: bool = False) -> DbtOutcome:
 
 
 def _transform(
-    settings: Settings, warehouse: Warehouse, watch: Watch, run_id: str, *, quiet: bool
+    settings: Settings,
+    warehouse: Warehouse,
+    watch: Watch,
+    run_id: str,
+    *,
+    quiet: bool,
+    full_refresh: bool,
 ) -> DbtOutcome:
-    from ey_platform.transform import BUILD, TransformError, run_dbt, source_freshness
+    from ey_platform.transform import TransformError, build_and_publish, source_freshness
 
     fresh = source_freshness(settings, run_id=run_id)
     _record_quality(warehouse, fresh)
     watch.quality(fresh)
     try:
-        outcome = run_dbt(settings, *BUILD, quiet=quiet)
+        outcome = build_and_publish(settings, warehouse, quiet=quiet, full_refresh=full_refresh)
     except TransformError as exc:
         if exc.outcome is not None:  # the failed build is the alert
             _record_quality(warehouse, exc.outcome.quality(run_id))

@@ -338,16 +338,18 @@ def test_events_loaded_since_counts_what_landed_after(warehouse: Warehouse) -> N
     assert warehouse.events_loaded_since(datetime.now(UTC) + timedelta(seconds=5)) == 0
 
 
-def _create(warehouse: Warehouse, name: str, *rows: str) -> None:
-    """A model of the transform with ``rows`` (SELECT lists), as dbt would leave it."""
+def _create(warehouse: Warehouse, name: str, *rows: str, built: bool = False) -> None:
+    """A model of the transform with ``rows`` (SELECT lists), as dbt would leave it in
+    the build dataset (``built``), or as a publication leaves a mart."""
     select = " UNION ALL ".join(f"SELECT {row}" for row in rows)
-    warehouse.query(f"CREATE TABLE {warehouse.analytics}.{name} AS {select}")
+    dataset = warehouse.build if built else warehouse.analytics
+    warehouse.query(f"CREATE TABLE {dataset}.{name} AS {select}")
 
 
 def _build_marts(warehouse: Warehouse) -> None:
     staged = ("stg_products", "stg_users", "stg_cart_events", "stg_cart_states")
     for name in (*staged, "int_products_latest", "int_users_latest", "products_snapshot"):
-        _create(warehouse, name, "1 AS n", "2 AS n")
+        _create(warehouse, name, "1 AS n", "2 AS n", built=True)
     _create(warehouse, "dim_users", "1 AS user_key")
     _create(warehouse, "fact_order_totals", "1 AS cart_id", "2 AS cart_id", "3 AS cart_id")
     _create(
@@ -382,18 +384,18 @@ def test_the_mart_summary_counts_every_layer_and_the_live_carts(
     sink.release()
     _build_marts(warehouse)
     summary = warehouse.mart_summary()
-    raw, marts = warehouse.raw, warehouse.analytics
+    raw, built, marts = warehouse.raw, warehouse.build, warehouse.analytics
     assert summary.layers == [
         ("raw", f"{raw}.products", 5),
         ("raw", f"{raw}.users", 0),
         ("raw", f"{raw}.carts_events", 4),
-        ("staging", f"{marts}.stg_products", 2),
-        ("staging", f"{marts}.stg_users", 2),
-        ("staging", f"{marts}.stg_cart_events", 2),
-        ("staging", f"{marts}.stg_cart_states", 2),
-        ("intermediate", f"{marts}.int_products_latest", 2),
-        ("intermediate", f"{marts}.int_users_latest", 2),
-        ("snapshot", f"{marts}.products_snapshot", 2),
+        ("staging", f"{built}.stg_products", 2),
+        ("staging", f"{built}.stg_users", 2),
+        ("staging", f"{built}.stg_cart_events", 2),
+        ("staging", f"{built}.stg_cart_states", 2),
+        ("intermediate", f"{built}.int_products_latest", 2),
+        ("intermediate", f"{built}.int_users_latest", 2),
+        ("snapshot", f"{built}.products_snapshot", 2),
         ("marts", f"{marts}.dim_products", 3),
         ("marts", f"{marts}.dim_users", 1),
         ("marts", f"{marts}.fact_orders", 3),

@@ -27,6 +27,7 @@ from ey_platform.source.server import create_app, serve_in_thread
 from ey_platform.transform import (
     BUILD,
     TransformError,
+    build_and_publish,
     dbt_environment,
     run_dbt,
     source_freshness,
@@ -52,7 +53,9 @@ class Platform:
             parts.consumer.run(drain=True)
 
     def transform(self) -> None:
-        run_dbt(self.cfg, *BUILD, quiet=True)
+        """Build and publish, as ``run_transform`` does (without its freshness check and
+        records, which have tests of their own)."""
+        build_and_publish(self.cfg, make_warehouse(self.cfg), quiet=True)
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return make_warehouse(self.cfg).query(sql)
@@ -337,11 +340,12 @@ def test_dataset_settings_move_every_layer(tmp_path: Path) -> None:
             summary = summarize(make_warehouse(cfg), client)
     assert summary.reconciled and summary.source_carts == 7
     assert summary.events_table == "landing.carts_events"
-    assert {name.split(".")[0] for _, name, _ in summary.layers} == {"landing", "marts"}
+    datasets = {"landing", "marts", "marts_build"}  # the build is named after the marts
+    assert {name.split(".")[0] for _, name, _ in summary.layers} == datasets
     schemas = make_warehouse(cfg).query(
         "SELECT DISTINCT table_schema FROM information_schema.tables ORDER BY 1"
     )
-    assert [s for (s,) in schemas] == ["landing", "marts"]
+    assert [s for (s,) in schemas] == sorted(datasets)
 
 
 def test_duckdb_holds_one_row_per_event_id_by_itself(tmp_path: Path) -> None:
@@ -584,13 +588,15 @@ ROW_COUNT_GATES = "test_name:holds_latest_batch test_name:lines_of_live_carts"
 
 
 def test_a_mart_shrunk_or_emptied_fails_its_row_count_gate(platform: Platform) -> None:
-    """The marts lose rows behind dbt's back, as a model whose logic drops rows would
-    leave them: the gates, run alone, name each one."""
+    """The built marts lose rows behind dbt's back, as a model whose logic drops rows
+    would leave them: the gates, run alone on the build schema, name each one."""
     platform.everything()
     with make_warehouse(platform.cfg).connect() as con:  # type: ignore[attr-defined]
-        con.execute("DELETE FROM bq_analytics.dim_users WHERE user_id > 7")
-        con.execute("DELETE FROM bq_analytics.dim_products")
-        con.execute("DELETE FROM bq_analytics.fact_orders WHERE cart_id = 2 AND line_number = 1")
+        con.execute("DELETE FROM bq_analytics_build.dim_users WHERE user_id > 7")
+        con.execute("DELETE FROM bq_analytics_build.dim_products")
+        con.execute(
+            "DELETE FROM bq_analytics_build.fact_orders WHERE cart_id = 2 AND line_number = 1"
+        )
     with pytest.raises(TransformError, match=r"^dbt test failed: ") as failed:
         run_dbt(platform.cfg, "test", "--select", ROW_COUNT_GATES, quiet=True)
     message = str(failed.value)
@@ -617,7 +623,7 @@ def test_a_batch_that_lost_records_moves_the_gate_with_it(platform: Platform) ->
     platform.catalog.users.delete(10)
     platform.batch()  # same day: the day is replaced with 9 users
     outcome = run_dbt(platform.cfg, *BUILD, quiet=True)
-    assert platform.rows("SELECT count(*) FROM bq_analytics.dim_users") == [(9,)]
+    assert platform.rows("SELECT count(*) FROM bq_analytics_build.dim_users") == [(9,)]
     gates = {r.check_name: r.status for r in outcome.quality("r1") if "row_count" in r.check_name}
     assert gates == dict.fromkeys(
         [
@@ -665,8 +671,9 @@ def test_the_gates_and_freshness_on_the_bigquery_emulator(
             "users": "fail",
             "carts_events": "warn",
         }
-        platform.rows(f"DELETE FROM {marts}.dim_users WHERE user_id > 7")
-        platform.rows(f"DELETE FROM {marts}.fact_orders WHERE cart_id = 2 AND line_number = 1")
+        built = f"{marts}_build"  # where dbt builds and tests
+        platform.rows(f"DELETE FROM {built}.dim_users WHERE user_id > 7")
+        platform.rows(f"DELETE FROM {built}.fact_orders WHERE cart_id = 2 AND line_number = 1")
         with pytest.raises(TransformError, match="row_count_") as failed:
             run_dbt(cfg, "test", "--select", ROW_COUNT_GATES, quiet=True)
     assert failed.value.outcome is not None

@@ -611,6 +611,8 @@ _GRANTS = {
         _WEBHOOK_READER,
     },
     "scheduler": {"roles/run.invoker"},
+    # BI tools: the published marts (bq_analytics) and the queries that read them.
+    "bi": {"roles/bigquery.dataViewer", "roles/bigquery.jobUser"},
     "deployer": {
         "roles/run.developer",
         "roles/cloudscheduler.admin",
@@ -654,11 +656,91 @@ def test_each_identity_has_exactly_its_roles() -> None:
     accounts = {
         body["account_id"] for kind, _, body in _resources(BOOT) if kind == "google_service_account"
     }
-    assert accounts == {"ey-${each.key}", "ey-deployer"}
+    assert accounts == {"ey-${each.key}", "ey-deployer", "ey-bi"}
     identities = _all_locals(BOOT)["identities"]
-    assert set(identities) == set(_GRANTS) - {"deployer"}
+    assert set(identities) == set(_GRANTS) - {"deployer", "bi"}
     # The platform names the same accounts the bootstrap creates.
     assert _locals(TF / "main.tf")["identities"] == '${toset(["' + '", "'.join(identities) + '"])}'
+
+
+def _dataset_grants() -> dict[str, set[tuple[str, str]]]:
+    """The grants on each dataset of the bootstrap, as (identity, role), by dataset
+    resource: its ``google_bigquery_dataset_iam_member`` over a ``*_dataset_grants``."""
+    grants = _all_locals(BOOT)
+    found: dict[str, set[tuple[str, str]]] = {}
+    for kind, label, body in _resources(BOOT):
+        if kind != "google_bigquery_dataset_iam_member":
+            continue
+        assert body["dataset_id"] == f"${{google_bigquery_dataset.{label}.dataset_id}}"
+        assert body["for_each"] == f"${{local.{label}_dataset_grants}}", label
+        assert (body["role"], body["member"]) == (
+            "${each.value.role}",
+            "${local.sa[each.value.identity]}",
+        )
+        found[label] = {
+            (g["identity"], g["role"]) for g in grants[f"{label}_dataset_grants"].values()
+        }
+    return found
+
+
+def test_the_build_dataset_is_written_by_the_transform_alone_and_declared_as_analytics_is() -> None:
+    datasets = {
+        label: body for kind, label, body in _resources(BOOT) if kind == "google_bigquery_dataset"
+    }
+    build, analytics = datasets["build"], datasets["analytics"]
+    # The name the application derives from the analytics dataset's.
+    assert build["dataset_id"] == "${var.analytics_dataset}_build"
+    assert Settings().warehouse.build_dataset == f"{_defaults(BOOT)['analytics_dataset']}_build"
+    # Same location, labels and protections as the published dataset; nothing expires
+    # (the product snapshot's history is there).
+    same = ("location", "labels", "delete_contents_on_destroy", "depends_on")
+    assert {k: build[k] for k in same} == {k: analytics[k] for k in same}
+    assert build["delete_contents_on_destroy"] is False
+    assert "default_table_expiration_ms" not in build
+    grants = _dataset_grants()
+    # The transform writes it; the deployer's dbt check only reads it (deferred reads).
+    assert grants["build"] == {
+        ("transform", "roles/bigquery.dataEditor"),
+        ("deployer", "roles/bigquery.dataViewer"),
+    }
+    assert ("transform", "roles/bigquery.dataEditor") in grants["analytics"]  # it publishes
+
+
+def test_the_bi_identity_reads_the_published_marts_only_and_has_no_key() -> None:
+    resources = {(kind, label): body for kind, label, body in _resources(BOOT)}
+    account = resources[("google_service_account", "bi")]
+    assert account["account_id"] == "ey-bi"
+    assert account["depends_on"] == ["${google_project_service.enabled}"]
+    held = {
+        dataset: {role for who, role in grants if who == "bi"}
+        for dataset, grants in _dataset_grants().items()
+    }
+    assert held == {
+        "raw": set(),
+        "analytics": {"roles/bigquery.dataViewer"},
+        "build": set(),
+        "ci": set(),
+    }
+    project = _all_locals(BOOT)["project_grants"]
+    assert [g["role"] for g in project.values() if g["identity"] == "bi"] == [
+        "roles/bigquery.jobUser"
+    ]
+    # It runs no workload: the deployer may not act as it, and no job or pool runs as it.
+    acts_as = resources[("google_service_account_iam_member", "deployer_acts_as")]
+    assert acts_as["for_each"] == "${google_service_account.job}"
+    assert "bi" not in _locals(TF / "main.tf")["identities"]
+    # Nobody may impersonate it yet: the owner grants that to a BI tool. (No key exists:
+    # test_the_deployer_comes_from_github_by_federation_and_no_key_exists scans infra/.)
+    assert [
+        label
+        for kind, label, body in _resources(BOOT)
+        if kind.startswith("google_service_account_iam")
+        and "google_service_account.bi" in str(body.get("service_account_id"))
+    ] == []
+    outputs = {
+        name: body for block in _load(BOOT / "outputs.tf")["output"] for name, body in block.items()
+    }
+    assert outputs["bi_service_account"]["value"] == "${google_service_account.bi.email}"
 
 
 # The grants on single tables of bq_raw (iam.tf), as (identity, table, role): those who

@@ -331,7 +331,8 @@ def test_the_release_pushes_the_archive_and_checks_dbt_against_the_published_man
     [copy] = [c for c in commands if c[:2] == ["skopeo", "copy"]]
     assert copy[2:4] == ["--preserve-digests", f"oci-archive:{archive}"]
     [parse] = [c for c in commands if "parse" in c and c[0] == "env"]
-    assert "EYP_WAREHOUSE__ANALYTICS_DATASET=bq_analytics" in parse
+    assert "EYP_DBT_SCHEMA=bq_ci" in build  # dbt writes to the CI dataset only
+    assert "EYP_DBT_SCHEMA=bq_analytics_build" in parse  # where ENV's transform builds
     assert commands[-1][:3] == ["gcloud", "storage", "cp"] and commands[-1][-1] == manifest
     assert lines.index(" ".join(map(shlex.quote, build))) < lines.index(
         " ".join(map(shlex.quote, copy))

@@ -15,7 +15,22 @@ resource "google_bigquery_dataset" "analytics" {
   #checkov:skip=CKV_GCP_81:Google-managed encryption; a customer key (CMEK) is an organisation decision this project does not impose.
   dataset_id                 = var.analytics_dataset
   location                   = var.bigquery_location
-  description                = "Staging views, the product snapshot and the star schema (dbt)."
+  description                = "The published star schema: what readers and BI tools see."
+  delete_contents_on_destroy = false
+  labels                     = local.labels
+  depends_on                 = [google_project_service.enabled]
+}
+
+# Where the transform's dbt builds and tests every model (staging views, the product
+# snapshot, the marts) before the platform publishes the marts to the analytics dataset:
+# private to the transform, so that no reader sees a mart whose tests have not passed.
+# Named after the analytics dataset, as the application derives it
+# (settings.warehouse.build_dataset). No expiration: the snapshot's history is here.
+resource "google_bigquery_dataset" "build" {
+  #checkov:skip=CKV_GCP_81:Google-managed encryption; a customer key (CMEK) is an organisation decision this project does not impose.
+  dataset_id                 = "${var.analytics_dataset}_build"
+  location                   = var.bigquery_location
+  description                = "dbt's build: every model, built and tested before the marts are published to ${var.analytics_dataset}."
   delete_contents_on_destroy = false
   labels                     = local.labels
   depends_on                 = [google_project_service.enabled]

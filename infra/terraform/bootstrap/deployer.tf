@@ -54,7 +54,7 @@ resource "google_service_account_iam_member" "deployer_from_github" {
 # What applying infra/terraform needs, and nothing more. No project IAM admin: every
 # project-level grant is in this configuration, applied by an owner. No billing role:
 # the budget is here too (budget.tf). The datasets' grants are in iam.tf
-# (raw_dataset_grants, analytics_dataset_grants, ci_dataset_grants).
+# (raw_dataset_grants, analytics_dataset_grants, build_dataset_grants, ci_dataset_grants).
 locals {
   deployer_project_grants = {
     run       = { identity = "deployer", role = "roles/run.developer" }        # jobs and worker pools, their revisions, the smoke executions

@@ -1,16 +1,16 @@
 # One identity per workload, each granted only what it uses, on the resource it uses it
 # on. No basic role (owner/editor), no service account key: the jobs and worker pools
 # run as these accounts on Cloud Run and get short-lived tokens from the metadata
-# server. The grants on the stores of this configuration (bucket, datasets, the alerts
-# webhook's secret) and on the project are here; those on the platform's resources
-# (the grants on single raw tables, the topics, the subscription) are in infra/terraform/iam.tf, next
-# to their resources.
+# server (the BI identity, which runs none, has no key either). The grants on the stores
+# of this configuration (bucket, datasets, the alerts webhook's secret) and on the
+# project are here; those on the platform's resources (the grants on single raw tables,
+# the topics, the subscription) are in infra/terraform/iam.tf, next to their resources.
 locals {
   identities = {
     batch     = "Daily batch: API -> lake -> bq_raw"
     poller    = "Cart poller: API -> Pub/Sub"
     consumer  = "Cart consumer: Pub/Sub -> bq_raw.carts_events"
-    transform = "dbt build: bq_raw -> bq_analytics"
+    transform = "dbt build: bq_raw -> bq_analytics_build, published to bq_analytics"
     scheduler = "Cloud Scheduler: starts the batch and transform jobs"
   }
 }
@@ -22,10 +22,22 @@ resource "google_service_account" "job" {
   depends_on   = [google_project_service.enabled]
 }
 
+# The identity of BI tools and analysts' notebooks: it reads the published marts and
+# nothing else (not the raw layer, not the build). It runs no workload of the platform,
+# so the deployer cannot act as it. No key is created here: a BI tool on Google Cloud
+# impersonates it or runs as it by workload identity; one that needs a key gets one made
+# by an owner, outside Terraform (a key in the state would be a secret in the state).
+resource "google_service_account" "bi" {
+  account_id   = "ey-bi"
+  display_name = "BI tools: read the published marts (${var.analytics_dataset})"
+  depends_on   = [google_project_service.enabled]
+}
+
 locals {
   sa = merge(
     { for name, account in google_service_account.job : name => "serviceAccount:${account.email}" },
     { deployer = "serviceAccount:${google_service_account.deployer.email}" },
+    { bi = "serviceAccount:${google_service_account.bi.email}" },
   )
 }
 
@@ -43,8 +55,15 @@ locals {
     deployer  = { identity = "deployer", role = "roles/bigquery.dataOwner" }   # the raw tables and the grants on single ones (iam.tf)
   }
   analytics_dataset_grants = {
-    transform = { identity = "transform", role = "roles/bigquery.dataEditor" } # dbt builds the marts
+    transform = { identity = "transform", role = "roles/bigquery.dataEditor" } # the publication replaces the marts
     deployer  = { identity = "deployer", role = "roles/bigquery.dataViewer" }  # dbt's deferred reads, the smoke run's row counts
+    bi        = { identity = "bi", role = "roles/bigquery.dataViewer" }        # BI tools read the published marts
+  }
+  # dbt builds and tests there; the transform alone writes it (the publication copies
+  # from it), and the deployer's dbt check reads what a change does not rebuild.
+  build_dataset_grants = {
+    transform = { identity = "transform", role = "roles/bigquery.dataEditor" }
+    deployer  = { identity = "deployer", role = "roles/bigquery.dataViewer" } # dbt's deferred reads
   }
   ci_dataset_grants = {
     deployer = { identity = "deployer", role = "roles/bigquery.dataEditor" } # dbt builds and tests a change there, before the release
@@ -57,6 +76,7 @@ locals {
     poller          = { identity = "poller", role = "roles/bigquery.jobUser" }
     consumer        = { identity = "consumer", role = "roles/bigquery.jobUser" }
     transform       = { identity = "transform", role = "roles/bigquery.jobUser" }
+    bi              = { identity = "bi", role = "roles/bigquery.jobUser" } # its queries run as jobs of this project
     scheduler_start = { identity = "scheduler", role = "roles/run.invoker" }
   }
   # The workloads that send alerts read the webhook's secret (secrets.tf), that secret
@@ -86,6 +106,13 @@ resource "google_bigquery_dataset_iam_member" "raw" {
 resource "google_bigquery_dataset_iam_member" "analytics" {
   for_each   = local.analytics_dataset_grants
   dataset_id = google_bigquery_dataset.analytics.dataset_id
+  role       = each.value.role
+  member     = local.sa[each.value.identity]
+}
+
+resource "google_bigquery_dataset_iam_member" "build" {
+  for_each   = local.build_dataset_grants
+  dataset_id = google_bigquery_dataset.build.dataset_id
   role       = each.value.role
   member     = local.sa[each.value.identity]
 }

@@ -19,6 +19,11 @@ output "service_accounts" {
   value       = { for name, account in google_service_account.job : name => account.email }
 }
 
+output "bi_service_account" {
+  description = "The identity BI tools read the published marts as (impersonation or workload identity; no key)."
+  value       = google_service_account.bi.email
+}
+
 output "budget" {
   description = "The monthly budget on the billing account, or null when billing_account is empty."
   value       = one(google_billing_budget.monthly[*].name)

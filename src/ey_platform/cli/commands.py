@@ -11,7 +11,14 @@ from typing import Annotated, Optional, cast
 import orjson
 import typer
 
-from ey_platform.cli.output import console, print_batch, print_counts, print_summary, progress_bar
+from ey_platform.cli.output import (
+    console,
+    print_backfill,
+    print_batch,
+    print_counts,
+    print_summary,
+    progress_bar,
+)
 from ey_platform.cli.root import ApiUrl, BatchEntity, DataDir, app, fakestore_app, settings
 from ey_platform.errors import ConfigError
 from ey_platform.models import BATCH_ENTITIES, ENTITIES, Entity
@@ -34,13 +41,41 @@ def fetch_cmd(api_url: ApiUrl = None) -> None:
         print_counts([count_valid(client, entity) for entity in ENTITIES])
 
 
-def _parse_day(value: str | None) -> date:
+def _parse_day(value: str | None, option: str = "--date") -> date:
     if value is None:
         return datetime.now(UTC).date()
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise ConfigError(f"--date: expected YYYY-MM-DD, got {value!r}") from None
+        raise ConfigError(f"{option}: expected YYYY-MM-DD, got {value!r}") from None
+
+
+def _backfill_span(
+    day: str | None, start: str | None, end: str | None, *, from_lake: bool
+) -> tuple[date, date] | None:
+    """The first and last day of a backfill (--start, --end), or None for one day."""
+    if start is None and end is None:
+        return None
+    if start is None or end is None:
+        raise ConfigError("--start and --end go together: the first and last day to reload")
+    if not from_lake:
+        raise ConfigError("--start/--end reload days from the lake: add --from-lake")
+    if day is not None:
+        raise ConfigError("--date is one day, --start/--end a range: give one or the other")
+    first, last = _parse_day(start, "--start"), _parse_day(end, "--end")
+    if last < first:
+        raise ConfigError(f"--end {last} is before --start {first}")
+    return first, last
+
+
+_Start = Annotated[
+    Optional[str],  # noqa: UP045 - Typer reads the annotation at run time
+    typer.Option("--start", help="With --from-lake: first day of a backfill, YYYY-MM-DD."),
+]
+_End = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--end", help="With --from-lake: last day of a backfill (included)."),
+]
 
 
 @app.command("batch")
@@ -62,24 +97,36 @@ def batch_cmd(
             "schema drift under EYP_BATCH__SCHEMA_POLICY=freeze.",
         ),
     ] = False,
+    start: _Start = None,
+    end: _End = None,
     api_url: ApiUrl = None,
     data_dir: DataDir = None,
 ) -> None:
     """Daily batch: products and users, API -> raw lake -> warehouse. Safe to re-run.
 
-    Exit code 1 if a guard held an entity (see --force).
-    """
-    from ey_platform.wiring import run_batch
+    With --from-lake --start D1 --end D2, a backfill: each day of the range that the lake
+    holds is reloaded as --date would reload it, in date order, its own run and one
+    transaction per day and entity; a table of every day and entity ends it, days the
+    lake lacks shown as missing. A failure stops the backfill with its error: the days
+    before it stay loaded.
 
+    Exit code 1 if a guard held an entity (see --force); a missing day is not an error.
+    """
+    from ey_platform.wiring import run_backfill, run_batch
+
+    span = _backfill_span(day, start, end, from_lake=from_lake)
     cfg = settings(api_url=api_url, data_dir=data_dir)
     entities: list[Entity] = (
         list(BATCH_ENTITIES) if entity is BatchEntity.all else [cast(Entity, entity.value)]
     )
     with progress_bar() as progress:
-        results = run_batch(
-            cfg, _parse_day(day), entities, from_lake=from_lake, force=force, progress=progress
-        )
-    print_batch(results)
+        if span is not None:
+            results = run_backfill(cfg, *span, entities, force=force, progress=progress)
+        else:
+            results = run_batch(
+                cfg, _parse_day(day), entities, from_lake=from_lake, force=force, progress=progress
+            )
+    (print_batch if span is None else print_backfill)(results)
 
 
 @fakestore_app.command("serve")
@@ -121,19 +168,28 @@ def fakestore_serve(
 @app.command("transform")
 def transform_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", help="Only dbt's errors.")] = False,
+    full_refresh: Annotated[
+        bool,
+        typer.Option(
+            "--full-refresh", help="Rebuild incremental models from the raw layer (dbt's)."
+        ),
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Build the star schema: dbt source freshness, then dbt build (staging, snapshot,
-    marts, data tests). Every result is recorded in bq_raw._quality_results.
+    """Build the star schema and publish it: dbt source freshness, then dbt build
+    (staging, snapshot, marts, data tests) into the private build dataset, then the marts
+    published to the analytics dataset (and, locally, the serving file) only if every
+    test passed. Every result is recorded in bq_raw._quality_results.
 
     dbt's unit tests run in the test suite, not in production builds, as dbt advises.
     """
     from ey_platform.wiring import run_transform
 
-    outcome = run_transform(settings(data_dir=data_dir), quiet=quiet)
+    outcome = run_transform(settings(data_dir=data_dir), quiet=quiet, full_refresh=full_refresh)
     warned = f", {len(outcome.warnings)} warnings" if outcome.warnings else ""
     console.print(
-        f"dbt build: {outcome.passed} nodes passed in {outcome.seconds:.1f}s{warned}",
+        f"dbt build: {outcome.passed} nodes passed in {outcome.seconds:.1f}s{warned}; "
+        "marts published",
         highlight=False,
     )
 
@@ -151,11 +207,13 @@ def docs_cmd(data_dir: DataDir = None) -> None:
 
 @app.command("demo")
 def demo_cmd(api_url: ApiUrl = None, data_dir: DataDir = None) -> None:
-    """Run the main job end to end and print a summary.
+    """Run the main job end to end, print a summary and write the dashboard.
 
     Against the bundled server (or --api-url): the batch, one poll, a drained consume
-    and dbt build, on the profile's backends (embedded defaults, or --profile gcp).
+    and the transform (build, tests, publication), on the profile's backends (embedded
+    defaults, or --profile gcp); then the dashboard of what it published.
     """
+    from ey_platform.serving.dashboard import write_dashboard
     from ey_platform.wiring import run_demo
 
     with _api(api_url) as url:
@@ -163,6 +221,7 @@ def demo_cmd(api_url: ApiUrl = None, data_dir: DataDir = None) -> None:
         with progress_bar() as progress:
             summary = run_demo(cfg, progress=progress, batch_done=print_batch)
         print_summary(summary)
+    console.print(f"dashboard: {write_dashboard(cfg)}", highlight=False, soft_wrap=True)
 
 
 @app.command("up")

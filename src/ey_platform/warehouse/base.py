@@ -194,7 +194,10 @@ class Warehouse(Protocol):
     raw: str
     """Dataset (DuckDB schema) of the raw tables."""
     analytics: str
-    """Dataset (DuckDB schema) of the marts."""
+    """Dataset (DuckDB schema) of the published marts: what readers see."""
+    build: str
+    """Dataset (DuckDB schema) where dbt builds and tests everything before the marts
+    are published: ``<analytics>_build``, private to the transform."""
 
     def setup(self) -> None:
         """Create the datasets and raw tables if they do not exist."""
@@ -261,3 +264,22 @@ class Warehouse(Protocol):
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run a read-only query (in the backend's dialect) and return its rows."""
+
+    def carry_into_build(self, tables: Sequence[str]) -> list[str]:
+        """Copy each of ``tables`` from ``analytics`` into ``build`` where ``build`` has
+        none yet and ``analytics`` has one: a deployment from before the build dataset
+        keeps its snapshot's history. Returns the tables copied."""
+
+    def publish(self, marts: Sequence[str]) -> None:
+        """Replace the published ``marts`` of ``analytics`` with the build's, in one
+        step a reader never sees half done (a mart new to ``analytics`` is created
+        first, with the build's schema)."""
+
+    def read_marts(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run one read-only query against the published marts, unqualified names
+        resolving to them; its column names and rows. Never blocks the platform: on
+        DuckDB it reads the serving file, on BigQuery ``analytics``."""
+
+    def cart_activity(self, since: date) -> list[tuple[date, str, int]]:
+        """The cart events landed each day (``_event_date``) from ``since`` on, by type:
+        ``(day, event_type, events)`` in day and type order, for the dashboard."""

@@ -28,20 +28,20 @@ LAYERS: Final[tuple[tuple[str, str, str], ...]] = (
     ("raw", "raw", "products"),
     ("raw", "raw", "users"),
     ("raw", "raw", "carts_events"),
-    ("staging", "analytics", "stg_products"),
-    ("staging", "analytics", "stg_users"),
-    ("staging", "analytics", "stg_cart_events"),
-    ("staging", "analytics", "stg_cart_states"),
-    ("intermediate", "analytics", "int_products_latest"),
-    ("intermediate", "analytics", "int_users_latest"),
-    ("snapshot", "analytics", "products_snapshot"),
+    ("staging", "build", "stg_products"),
+    ("staging", "build", "stg_users"),
+    ("staging", "build", "stg_cart_events"),
+    ("staging", "build", "stg_cart_states"),
+    ("intermediate", "build", "int_products_latest"),
+    ("intermediate", "build", "int_users_latest"),
+    ("snapshot", "build", "products_snapshot"),
     ("marts", "analytics", "dim_products"),
     ("marts", "analytics", "dim_users"),
     ("marts", "analytics", "fact_orders"),
     ("marts", "analytics", "fact_order_totals"),
 )
-"""The tables of :meth:`SQLReads.mart_summary`: (layer, dataset: raw or analytics,
-table), from the raw layer to the marts."""
+"""The tables of :meth:`SQLReads.mart_summary`: (layer, dataset: raw, build or analytics,
+table), from the raw layer to the published marts."""
 
 _LIVE = "event_type <> 'cart_deleted'"
 _FINISHED = ("loaded", "unchanged")
@@ -52,6 +52,7 @@ class SQLReads(ABC):
 
     raw: str
     analytics: str
+    build: str
 
     @abstractmethod
     def table(self, name: str) -> str:
@@ -59,7 +60,11 @@ class SQLReads(ABC):
 
     @abstractmethod
     def analytics_table(self, name: str) -> str:
-        """A model of the transform, named for SQL."""
+        """A published mart, named for SQL."""
+
+    @abstractmethod
+    def build_table(self, name: str) -> str:
+        """A model of the transform in the build dataset, named for SQL."""
 
     @abstractmethod
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -178,10 +183,13 @@ class SQLReads(ABC):
 
     def _layer_rows(self) -> list[tuple[str, str, int]]:
         """Every table of :data:`LAYERS` with its row count, in one query."""
+        named = {
+            "raw": (self.raw, self.table),
+            "build": (self.build, self.build_table),
+            "analytics": (self.analytics, self.analytics_table),
+        }
         tables = [
-            (layer, f"{self.raw}.{name}", self.table(name))
-            if dataset == "raw"
-            else (layer, f"{self.analytics}.{name}", self.analytics_table(name))
+            (layer, f"{named[dataset][0]}.{name}", named[dataset][1](name))
             for layer, dataset, name in LAYERS
         ]
         counts = " UNION ALL ".join(
@@ -199,3 +207,14 @@ class SQLReads(ABC):
             GROUP BY p.category ORDER BY p.category"""
         )
         return [(category, Decimal(str(amount)), int(items)) for category, amount, items in rows]
+
+    def cart_activity(self, since: date) -> list[tuple[date, str, int]]:
+        # Two columns of the partitions from ``since`` on: the dashboard's bytes on BigQuery
+        # grow with the days shown, not with the table.
+        rows = self.query(
+            f"SELECT _event_date, event_type, count(*) FROM {self.table('carts_events')} "
+            "WHERE _event_date >= ? GROUP BY _event_date, event_type "
+            "ORDER BY _event_date, event_type",
+            [since],
+        )
+        return [(day, kind, int(events)) for day, kind, events in rows]

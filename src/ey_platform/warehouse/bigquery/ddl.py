@@ -1,4 +1,5 @@
-"""The raw layer on BigQuery, derived from ``raw_schema.json``: the datasets, the tables
+"""The raw layer on BigQuery, derived from ``raw_schema.json``: the datasets (raw,
+analytics and the build dataset dbt builds in before a publication), the tables
 (schema, partition column, clustering), their missing columns and the views. Terraform
 creates the same tables and views from the same file (``infra/terraform/bigquery.tf``).
 
@@ -39,8 +40,8 @@ def line_schema() -> list[bigquery.SchemaField]:
 def set_up(wh: BigQueryWarehouse) -> None:
     """Create the datasets, tables and views that do not exist, add missing columns and
     bring the views' queries up to date."""
-    with api_errors(WarehouseError, f"BigQuery setup of {wh.raw}, {wh.analytics}"):
-        for name in (wh.raw, wh.analytics):
+    with api_errors(WarehouseError, f"BigQuery setup of {wh.raw}, {wh.analytics}, {wh.build}"):
+        for name in (wh.raw, wh.analytics, wh.build):
             _create_dataset(wh, name)
         schema = raw_schema()
         for table in schema.tables.values():
@@ -50,11 +51,17 @@ def set_up(wh: BigQueryWarehouse) -> None:
 
 
 def _create_dataset(wh: BigQueryWarehouse, name: str) -> None:
-    from google.api_core.exceptions import NotFound
+    """Create the dataset if it does not exist. A dataset this identity may not read is
+    left alone: on Google Cloud the owner creates every dataset (Terraform's bootstrap),
+    and each workload is granted only the datasets it uses (the batch none of the
+    analytics ones)."""
+    from google.api_core.exceptions import Forbidden, NotFound
     from google.cloud import bigquery
 
     try:
         wh.client.get_dataset(name)
+    except Forbidden:
+        return
     except NotFound:
         dataset = bigquery.Dataset(f"{wh.project}.{name}")
         dataset.location = wh.client.location

@@ -59,10 +59,11 @@ def _add_missing_columns(con: duckdb.DuckDBPyConnection, raw: str) -> None:
                 )
 
 
-def set_up(con: duckdb.DuckDBPyConnection, raw: str, analytics: str) -> None:
-    """Create what does not exist yet, and (re)define the views."""
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {raw}")
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {analytics}")
+def set_up(con: duckdb.DuckDBPyConnection, raw: str, *marts: str) -> None:
+    """Create what does not exist yet, and (re)define the views. ``marts``: the
+    schemas of the transform (the published marts, the build)."""
+    for schema_name in (raw, *marts):
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema_name}")
     schema = raw_schema()
     for table in schema.tables.values():
         con.execute(create_table(raw, table))

@@ -22,6 +22,7 @@ import duckdb
 
 from ey_platform.errors import WarehouseError
 from ey_platform.warehouse.base import LoadMeta, QualityResult, RunRecord
+from ey_platform.warehouse.duckdb import publish as publication
 from ey_platform.warehouse.duckdb.connection import (
     error,
     is_lock_conflict,
@@ -45,11 +46,16 @@ class DuckDBWarehouse(SQLReads):
         analytics: str = "bq_analytics",
         lock_timeout: float = 60.0,
         *,
+        build: str | None = None,
+        serving: Path | None = None,
         read_only: bool = False,
     ) -> None:
         self.path = path
         self.raw = raw
         self.analytics = analytics
+        self.build = build or f"{analytics}_build"
+        self.serving = serving or path.with_name("serving") / "analytics.duckdb"
+        """The read-only copy of the published marts, rewritten by every publication."""
         self.lock_timeout = lock_timeout
         self.read_only = read_only
         """Only reads: no file or folder is created, every connection is read-only."""
@@ -59,6 +65,9 @@ class DuckDBWarehouse(SQLReads):
 
     def analytics_table(self, name: str) -> str:
         return f"{self.analytics}.{name}"
+
+    def build_table(self, name: str) -> str:
+        return f"{self.build}.{name}"
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -103,7 +112,7 @@ class DuckDBWarehouse(SQLReads):
 
     def setup(self) -> None:
         with self.connect() as con:
-            set_up(con, self.raw, self.analytics)
+            set_up(con, self.raw, self.analytics, self.build)
 
     def begin_load(self, meta: LoadMeta) -> DuckDBPartitionLoad:
         return DuckDBPartitionLoad(self, meta)
@@ -146,3 +155,12 @@ class DuckDBWarehouse(SQLReads):
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         with self.connect() as con:  # errors are WarehouseError, as BigQuery's are
             return con.execute(sql, params or []).fetchall()
+
+    def carry_into_build(self, tables: Sequence[str]) -> list[str]:
+        return publication.carry_into_build(self, tables)
+
+    def publish(self, marts: Sequence[str]) -> None:
+        publication.publish(self, marts)
+
+    def read_marts(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        return publication.read_marts(self, sql)

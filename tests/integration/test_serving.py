@@ -1,0 +1,201 @@
+"""Serving the marts: only a build whose every test passed is published, and BI readers
+of the serving file, held open in another process, never block the platform."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import orjson
+import pytest
+
+from ey_platform.source.data import Catalog
+from ey_platform.source.server import create_app, serve_in_thread
+from ey_platform.transform import MARTS
+from tests.cli import cli, one_error_line, rows
+
+pytestmark = pytest.mark.slow
+
+DBT = Path(__file__).resolve().parents[2] / "src" / "ey_platform" / "dbt"
+
+# A BI tool in a process of its own: it opens the serving file read-only and keeps it
+# open; on each line of stdin it answers from that connection ("count") or from a new one
+# ("reopen"), the number of lines in fact_orders.
+READER = """
+import sys, duckdb
+path = sys.argv[1]
+con = duckdb.connect(path, read_only=True)
+count = "SELECT count(*) FROM bq_analytics.fact_orders"
+print(con.execute(count).fetchone()[0], flush=True)
+for line in sys.stdin:
+    if line.strip() == "reopen":
+        con.close()
+        con = duckdb.connect(path, read_only=True)
+    print(con.execute(count).fetchone()[0], flush=True)
+con.close()
+"""
+
+
+class Reader:
+    def __init__(self, path: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", READER, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.first = self._answer()
+
+    def _answer(self) -> int:
+        assert self.process.stdout is not None
+        return int(self.process.stdout.readline())
+
+    def ask(self, what: str) -> int:
+        assert self.process.stdin is not None
+        self.process.stdin.write(what + "\n")
+        self.process.stdin.flush()
+        return self._answer()
+
+    def close(self) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+        self.process.stdout.close()
+
+
+@pytest.fixture
+def api() -> Iterator[tuple[str, Catalog]]:
+    app = create_app(Catalog())
+    with serve_in_thread(app) as url:
+        yield url, app.state.fakestore.catalog
+
+
+def _run(data: Path, url: str, *args: str) -> None:
+    done = cli(data, url, *args)
+    assert done.returncode == 0, f"{args}: {done.stderr[-2000:]}"
+
+
+def _everything(data: Path, url: str) -> None:
+    for args in (
+        ("batch",),
+        ("stream", "poll", "--once"),
+        ("stream", "consume", "--drain"),
+        ("transform", "--quiet"),
+    ):
+        _run(data, url, *args)
+
+
+def test_a_reader_holding_the_serving_file_blocks_nothing_and_sees_the_next_publication(
+    tmp_path: Path, api: tuple[str, Catalog]
+) -> None:
+    url, catalog = api
+    data = tmp_path / "data"
+    _everything(data, url)
+    serving = data / "serving" / "analytics.duckdb"
+    reader = Reader(serving)
+    try:
+        # The hold is real: another process cannot open the file to write it.
+        with pytest.raises(duckdb.IOException, match="lock"):
+            duckdb.connect(str(serving)).close()
+        catalog.carts.delete(5)
+        _everything(data, url)  # batch, poll, consume and transform, all of them succeed
+        (published,) = rows(data, "SELECT count(*) FROM bq_analytics.fact_orders")[0]
+        assert published < reader.first  # the deleted cart's lines are gone
+        assert reader.ask("count") == reader.first  # the open connection: what it had
+        assert reader.ask("reopen") == published  # reconnected: the new publication
+    finally:
+        reader.close()
+    assert reader.process.returncode == 0
+
+
+def _published(data: Path) -> dict[str, list[tuple[object, ...]]]:
+    return {m: rows(data, f"SELECT * FROM bq_analytics.{m} ORDER BY ALL") for m in MARTS}
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_build_failing_a_test_publishes_nothing_and_names_the_test(
+    tmp_path: Path, api: tuple[str, Catalog]
+) -> None:
+    url, _ = api
+    data = tmp_path / "data"
+    _everything(data, url)
+    serving = data / "serving" / "analytics.duckdb"
+    before, served = _published(data), _digest(serving)
+    # A bad row in the build schema: a product at a negative price in the snapshot, which
+    # the build keeps from run to run. dim_products takes it; its price test fails.
+    with duckdb.connect(str(data / "warehouse.duckdb")) as con:
+        con.execute(
+            "INSERT INTO bq_analytics_build.products_snapshot "
+            "SELECT * REPLACE (999 AS product_id, -1 AS price, 'bad' AS dbt_scd_id) "
+            "FROM bq_analytics_build.products_snapshot LIMIT 1"
+        )
+    failed = cli(data, url, "transform", "--quiet")
+    line = one_error_line(failed)
+    assert "at_least_dim_products_price" in line, line
+    assert "nothing published" in line
+    assert _published(data) == before
+    assert _digest(serving) == served  # byte for byte
+    open_incidents = "SELECT count(*) FROM bq_raw._incidents WHERE resolved_at IS NULL"
+    (incidents,) = rows(data, f"{open_incidents} AND job = 'transform'")[0]
+    assert incidents == 1  # and it is alerted
+
+
+def test_query_reads_the_published_marts_in_each_format(
+    tmp_path: Path, api: tuple[str, Catalog]
+) -> None:
+    url, _ = api
+    data = tmp_path / "data"
+    _everything(data, url)
+    sql = "SELECT sum(line_amount) AS revenue, sum(quantity) AS items FROM fact_orders"
+    ((revenue, items),) = rows(data, sql.replace("fact_orders", "bq_analytics.fact_orders"))
+    as_json = cli(data, url, "query", sql, "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert orjson.loads(as_json.stdout) == [{"revenue": float(revenue), "items": items}]
+    as_csv = cli(data, url, "query", sql, "--format", "csv")
+    assert as_csv.stdout.splitlines() == ["revenue,items", f"{revenue},{items}"]
+    as_table = cli(data, url, "query", sql)
+    assert f"{revenue}" in as_table.stdout and "1 row" in as_table.stdout
+
+
+@pytest.mark.parametrize(
+    ("sql", "says"),
+    [
+        ("DELETE FROM fact_orders", "got a statement of type DELETE"),
+        ("SELECT 1; SELECT 2", "expected one SQL statement, got 2"),
+        ("SELECT * FROM read_csv('/etc/hostname')", "file system operations are disabled"),
+        ("SELECT * FROM no_such_mart", "no_such_mart does not exist"),
+    ],
+)
+def test_query_refuses_what_does_not_only_read_the_marts(
+    tmp_path: Path, api: tuple[str, Catalog], sql: str, says: str
+) -> None:
+    url, _ = api
+    data = tmp_path / "data"
+    (data / "serving").mkdir(parents=True)
+    with duckdb.connect(str(data / "serving" / "analytics.duckdb")) as con:
+        con.execute("CREATE SCHEMA bq_analytics")
+        con.execute("CREATE TABLE bq_analytics.fact_orders AS SELECT 1 AS cart_id")
+    done = cli(data, url, "query", sql)
+    assert done.returncode in (1, 2) and "Traceback" not in done.stderr
+    assert says in done.stderr.strip().splitlines()[-1]
+
+
+def test_query_before_any_publication_says_what_to_run(
+    tmp_path: Path, api: tuple[str, Catalog]
+) -> None:
+    url, _ = api
+    done = cli(tmp_path / "data", url, "query", "SELECT 1")
+    assert "no published marts at" in one_error_line(done)
+    assert "run `ey-platform transform`" in done.stderr
+
+
+def test_the_published_marts_are_the_models_of_the_marts_folder() -> None:
+    models = sorted(p.stem for p in (DBT / "models" / "marts").glob("*.sql"))
+    assert sorted(MARTS) == models
