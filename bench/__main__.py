@@ -181,7 +181,8 @@ def dbt_build(data: Path, carts: int, rounds: int = 5) -> Result:
     ]
     return Result(
         "dbt build over the first-poll warehouse (issue 5)",
-        "`ey-platform transform` (dbt build: staging views, snapshot, marts, data tests) "
+        "`ey-platform transform` (dbt build: staging views, snapshot, marts, data tests; "
+        "then the marts published to bq_analytics and the serving file) "
         "on the warehouse the streaming benchmark filled, against `dbt build` of an empty "
         "project with the same profile, same run. Each is a fresh process timed whole "
         "(Python and dbt start-up included, as a scheduled transform runs), on its second "

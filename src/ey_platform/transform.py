@@ -182,7 +182,10 @@ def build_and_publish(
     except TransformError as exc:
         message = f"{exc}; nothing published: {warehouse.analytics} keeps the last good build"
         raise TransformError(message, exc.outcome) from None
-    warehouse.publish(MARTS)
+    try:
+        warehouse.publish(MARTS)
+    except PlatformError as exc:  # the build passed: its results are still recorded
+        raise TransformError(f"publication failed: {exc}", outcome) from None
     log.info("transform.published", extra={"marts": len(MARTS), "to": warehouse.analytics})
     return outcome
 

@@ -135,7 +135,9 @@ def run_transform(
     watch = Watch(make_alerts(settings, warehouse), "transform")
     now = datetime.now(UTC)
     run = RunRecord(new_run_id(now), "transform", "dbt", now.date(), now, "dbt", holder=holder())
-    with watch.run(run.run_id):
+    # One build at a time: a publication copies whatever the build dataset holds.
+    lock = job_lock(settings.data_dir / "locks" / "transform.lock", "transform")
+    with lock, watch.run(run.run_id):
         if settings.profile == "local":  # on Google Cloud, Terraform makes the raw layer
             warehouse.setup()
         abandon_dead_runs(warehouse, "transform", now)

@@ -60,3 +60,8 @@ def test_the_demo_on_the_emulators_prints_the_local_figures_and_query_reproduces
     assert len(revenue) == 4  # the four categories of the bundled catalog
     assert _queried_revenue(tmp_path / "local", {}) == revenue
     assert _queried_revenue(tmp_path / "gcp", emulator_env) == revenue
+    # The dashboard reads BigQuery's published marts as it reads DuckDB's.
+    total = sum(Decimal(amount.replace(",", "")) for _, _, amount in revenue)
+    for where, env in ((tmp_path / "local", {}), (tmp_path / "gcp", emulator_env)):
+        page = Path(_platform(where, env, "dashboard").strip().removeprefix("dashboard: "))
+        assert f'id="revenue-total">{total:.2f}<' in page.read_text()

@@ -162,6 +162,16 @@ def test_query_reads_the_published_marts_in_each_format(
     assert as_csv.stdout.splitlines() == ["revenue,items", f"{revenue},{items}"]
     as_table = cli(data, url, "query", sql)
     assert f"{revenue}" in as_table.stdout and "1 row" in as_table.stdout
+    # Values JSON has no type for are text; a statement too long for sqlparse still runs.
+    odd = cli(data, url, "query", "SELECT INTERVAL 1 DAY AS d, 'ab'::BLOB AS b", "--format", "json")
+    assert orjson.loads(odd.stdout) == [{"d": "1 day, 0:00:00", "b": "YWI="}], odd.stderr
+    many = ", ".join(map(str, range(6000)))
+    long = cli(
+        data, url, "query", f"SELECT count(*) AS n FROM fact_orders WHERE cart_id IN ({many})"
+    )
+    assert long.returncode == 0 and "Traceback" not in long.stderr, long.stderr[-500:]
+    twice = cli(data, url, "query", "SELECT 1 AS a, 2 AS a", "--format", "json")
+    assert "a comes more than once: give each an alias" in twice.stderr
 
 
 @pytest.mark.parametrize(
@@ -199,3 +209,51 @@ def test_query_before_any_publication_says_what_to_run(
 def test_the_published_marts_are_the_models_of_the_marts_folder() -> None:
     models = sorted(p.stem for p in (DBT / "models" / "marts").glob("*.sql"))
     assert sorted(MARTS) == models
+
+
+def test_a_full_refresh_rebuilds_the_marts_and_keeps_the_snapshots_history(
+    tmp_path: Path, api: tuple[str, Catalog]
+) -> None:
+    url, catalog = api
+    data = tmp_path / "data"
+    _everything(data, url)
+    catalog.products.delete(20)  # a second version of the catalog: product 20 is closed
+    _everything(data, url)
+    history = "SELECT count(*) FROM bq_analytics_build.products_snapshot"
+    before, versions = _published(data), rows(data, history)
+    done = cli(data, url, "transform", "--quiet", "--full-refresh")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "marts published" in done.stdout
+    assert rows(data, history) == versions  # dbt never rebuilds a snapshot
+    assert _published(data) == before  # the same raw layer, the same marts
+    ran = orjson.loads((data / "dbt" / "target" / "run_results.json").read_bytes())
+    assert ran["args"]["which"] == "build" and ran["args"]["full_refresh"] is True
+
+
+def test_a_serving_file_that_cannot_be_written_publishes_nothing(
+    tmp_path: Path, api: tuple[str, Catalog]
+) -> None:
+    """The new serving file is written before the warehouse's marts are replaced: when
+    it cannot be, the build's results are still recorded and nothing is published."""
+    url, catalog = api
+    data = tmp_path / "data"
+    _everything(data, url)
+    before = _published(data)
+    catalog.carts.delete(5)
+    for args in (("stream", "poll", "--once"), ("stream", "consume", "--drain")):
+        _run(data, url, *args)
+    serving = data / "serving"
+    (serving / "analytics.duckdb").unlink()
+    serving.rmdir()
+    serving.write_text("in the way\n")  # a file where the folder should be
+    line = one_error_line(cli(data, url, "transform", "--quiet"))
+    assert "publication failed: cannot write" in line and str(serving) in line, line
+    assert _published(data) == before  # cart 5 is still there: nothing was published
+    runs = "SELECT run_id FROM bq_raw._pipeline_runs WHERE job = 'transform' ORDER BY started_at"
+    failed_run = rows(data, runs)[-1][0]
+    (tests,) = rows(
+        data,
+        f"SELECT count(*) FROM bq_raw._quality_results WHERE run_id = '{failed_run}' "
+        "AND check_name LIKE 'row_count_%'",
+    )[0]
+    assert tests == 4  # the build's tests, recorded though nothing was published

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from rich.text import Text
 
 from ey_platform.cli.output import console, table
 from ey_platform.cli.root import DataDir, app, settings
+from ey_platform.errors import ConfigError
 
 
 class Format(StrEnum):
@@ -64,7 +66,14 @@ def _text(value: Any) -> Any:
 
 def _json(columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
     """One JSON array of objects. A decimal is a number where a double holds it exactly
-    as printed (money, counts), else a string, so no digit is lost on the way."""
+    as printed (money, counts), else a string, so no digit is lost on the way; bytes are
+    base64, any other value its text (an interval, a UUID)."""
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise ConfigError(
+            f"query: --format json needs distinct column names; {', '.join(twice)} "
+            "comes more than once: give each an alias"
+        )
     records = [dict(zip(columns, row, strict=True)) for row in rows]
     sys.stdout.write(orjson.dumps(records, default=_number, option=orjson.OPT_INDENT_2).decode())
     sys.stdout.write("\n")
@@ -74,4 +83,6 @@ def _number(value: Any) -> Any:
     if isinstance(value, Decimal):
         as_float = float(value)
         return as_float if Decimal(repr(as_float)) == value else str(value)
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    return str(value)

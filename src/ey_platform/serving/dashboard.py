@@ -145,9 +145,27 @@ def _replace(target: Path, text: str) -> None:
         raise
 
 
+# How long the health reads wait for a warehouse file another process writes: the page
+# shows that part as unreadable rather than keep its reader waiting for minutes.
+HEALTH_WAIT: Final = 5.0
+
+
+def _briefly(settings: Settings) -> Settings:
+    """``settings`` with the DuckDB lock wait cut to :data:`HEALTH_WAIT`. The health
+    reads open the warehouse file read-only for milliseconds; the sales read the
+    serving file, which nothing ever locks for writing."""
+    duckdb = settings.warehouse.duckdb
+    wait = min(duckdb.lock_timeout, HEALTH_WAIT)
+    warehouse = settings.warehouse.model_copy(
+        update={"duckdb": duckdb.model_copy(update={"lock_timeout": wait})}
+    )
+    return settings.model_copy(update={"warehouse": warehouse})
+
+
 def gather(settings: Settings, now: datetime | None = None) -> DashboardData:
     """Read everything the page shows. No published marts yet: :class:`PlatformError`."""
     now = now or datetime.now(UTC)
+    settings = _briefly(settings)
     warehouse = make_warehouse(settings, read_only=True)
     sales = read_sales(settings, warehouse)
     return DashboardData(

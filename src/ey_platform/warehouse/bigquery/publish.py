@@ -126,7 +126,10 @@ def _layout(table: bigquery.Table) -> tuple[Any, ...]:
 
 
 def _columns(fields: Sequence[bigquery.SchemaField]) -> tuple[Any, ...]:
-    return tuple((f.name, f.field_type, f.mode, _columns(f.fields)) for f in fields)
+    return tuple(
+        (f.name, f.field_type, f.mode, f.precision, f.scale, f.max_length, _columns(f.fields))
+        for f in fields
+    )
 
 
 def _prepare(wh: BigQueryWarehouse, mart: str, source: bigquery.Table) -> Prepared:

@@ -2,12 +2,12 @@
 
 dbt builds and tests in the build schema of the warehouse file. A publication then:
 
-1. replaces every mart of the analytics schema with the build's in one transaction (an
+1. writes the build's marts to a new file beside the serving file;
+2. replaces every mart of the analytics schema with the build's in one transaction (an
    in-process reader of the warehouse file sees the old marts or the new, never a mix);
-2. writes the published marts to a new file beside the serving file, and renames it
-   over the serving file. A reader holding the old serving file open keeps reading the
-   old marts (the rename leaves its inode alone) and sees the new ones once it
-   reconnects; a reader that opens the path sees a whole file, old or new.
+3. renames the new file over the serving file. A reader holding the old serving file
+   open keeps reading the old marts (the rename leaves its inode alone) and sees the new
+   ones once it reconnects; a reader that opens the path sees a whole file, old or new.
 
 The serving file is the one BI tools open. Opening the warehouse file itself would take
 a lock that makes the batch wait and the transform fail: DuckDB lets one process write a
@@ -55,55 +55,69 @@ def carry_into_build(wh: DuckDBWarehouse, tables: Sequence[str]) -> list[str]:
 
 
 def publish(wh: DuckDBWarehouse, marts: Sequence[str]) -> None:
-    """The build's ``marts`` become the published ones, in the warehouse file at once,
-    then in the serving file."""
+    """The build's ``marts`` become the published ones: first written to a new serving
+    file, then published in the warehouse file in one transaction, then the new serving
+    file renamed over the old. Until that transaction commits nothing is published; a
+    failure after it leaves the serving file one publication behind."""
     with wh.connect() as con:
         missing = [m for m in marts if m not in _tables(con, _database(con), wh.build)]
         if missing:
             raise WarehouseError(
                 f"cannot publish: the build schema {wh.build} has no {', '.join(missing)}"
             )
-        with transaction(con):
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {wh.analytics}")
-            for mart in marts:
-                con.execute(
-                    f"CREATE OR REPLACE TABLE {wh.analytics}.{mart} AS FROM {wh.build}.{mart}"
-                )
-        _write_serving(con, wh.analytics, marts, wh.serving)
+        fresh = _write_serving(con, wh.build, wh.analytics, marts, wh.serving)
+        try:
+            with transaction(con):
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {wh.analytics}")
+                for mart in marts:
+                    con.execute(
+                        f"CREATE OR REPLACE TABLE {wh.analytics}.{mart} AS FROM {wh.build}.{mart}"
+                    )
+        except BaseException:
+            fresh.unlink(missing_ok=True)
+            raise
+    try:
+        _durable_replace(fresh, wh.serving)
+    except OSError as exc:
+        fresh.unlink(missing_ok=True)
+        raise WarehouseError(f"cannot write {wh.serving}: {exc.strerror or exc}") from None
 
 
 def _write_serving(
-    con: duckdb.DuckDBPyConnection, schema: str, marts: Sequence[str], serving: Path
-) -> None:
-    """Copy the published marts to a new file, then rename it over ``serving``."""
+    con: duckdb.DuckDBPyConnection, build: str, schema: str, marts: Sequence[str], serving: Path
+) -> Path:
+    """The build's ``marts`` copied into a new file beside ``serving``, as ``schema``;
+    the new file's path. What a crashed publication left there is removed first (the
+    transform's job lock keeps two publications apart)."""
     try:
         serving.parent.mkdir(parents=True, exist_ok=True)
+        for debris in serving.parent.glob(f".{serving.name}.*.new*"):
+            debris.unlink(missing_ok=True)
     except OSError as exc:
-        raise WarehouseError(f"cannot create {serving.parent}: {exc.strerror or exc}") from None
+        raise WarehouseError(f"cannot write {serving.parent}: {exc.strerror or exc}") from None
     fresh = serving.with_name(f".{serving.name}.{os.getpid()}.new")
-    fresh.unlink(missing_ok=True)  # a crashed publication's
     quoted = str(fresh).replace("'", "''")
     try:
         con.execute(f"ATTACH '{quoted}' AS serving_next")
         try:
             con.execute(f"CREATE SCHEMA serving_next.{schema}")
             for mart in marts:
-                con.execute(f"CREATE TABLE serving_next.{schema}.{mart} AS FROM {schema}.{mart}")
+                con.execute(f"CREATE TABLE serving_next.{schema}.{mart} AS FROM {build}.{mart}")
         finally:
             con.execute("DETACH serving_next")  # checkpointed: the file is whole, no WAL
-        _durable_replace(fresh, serving)
     except duckdb.Error as exc:
         fresh.unlink(missing_ok=True)
         raise error(serving, exc, "writing the serving file") from None
-    except OSError as exc:
-        fresh.unlink(missing_ok=True)
-        raise WarehouseError(f"cannot write {serving}: {exc.strerror or exc}") from None
+    return fresh
 
 
 def _durable_replace(fresh: Path, target: Path) -> None:
     """Rename ``fresh`` over ``target``, both on disk before and after the rename."""
     with fresh.open("rb") as written:
         os.fsync(written.fileno())
+    # A WAL beside the serving file is a reader's that wrote to it (it should not): it
+    # would not match the new file, and DuckDB would refuse to open it.
+    target.with_name(f"{target.name}.wal").unlink(missing_ok=True)
     fresh.replace(target)
     folder = os.open(target.parent, os.O_RDONLY)
     try:
