@@ -78,6 +78,9 @@ def _listen(port: int) -> socket.socket:
     try:
         listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listening.bind((LOOPBACK, port))
+        # Listening before the address is printed: a client that connects at once is
+        # queued until uvicorn accepts, never refused (bound alone, it would be).
+        listening.listen(128)
     except OSError as exc:
         listening.close()
         raise PlatformError(
