@@ -10,7 +10,14 @@ import orjson
 import pytest
 
 from ey_platform.warehouse.base import EventRows
-from ey_platform.warehouse.bigquery.sink import MAX_PARAMETER_BYTES, _chunks, rows_parameter
+from ey_platform.warehouse.bigquery.sink import (
+    MAX_PARAMETER_BYTES,
+    _chunks,
+    _merge_sql,
+    carts_parameter,
+    rows_parameter,
+)
+from ey_platform.warehouse.raw_schema import raw_table
 
 pytest.importorskip("google.cloud.bigquery")
 
@@ -40,3 +47,24 @@ def test_chunks_keep_every_event_once_and_an_oversized_one_alone() -> None:
     rows = EventRows([b"a" * 3, b"b" * 3, b"c" * 10, b"d"], ["1", "2", "3", "4"], [NOW] * 4)
     assert [c.data for c in _chunks(rows, 6)] == [[b"aaa", b"bbb"], [b"c" * 10], [b"d"]]
     assert list(_chunks(EventRows([], [], []), 6)) == []
+
+
+def test_the_merge_reads_only_the_batchs_carts() -> None:
+    data = [orjson.dumps({"event_id": f"e{i}", "cart_id": i % 3 + 7}) for i in range(9)]
+    carts = carts_parameter(EventRows(data, ["m"] * 9, [NOW] * 9))
+    assert (carts.name, carts.array_type, carts.values) == ("carts", "INT64", [7, 8, 9])
+    assert "ON t.cart_id IN UNNEST(@carts) AND t.event_id = s.event_id" in _merge_sql(
+        "ds.carts_events", raw_table("carts_events")
+    )
+
+
+def test_a_full_chunk_with_its_carts_fits_a_request() -> None:
+    n = MAX_PARAMETER_BYTES // 400
+    data = [
+        orjson.dumps({"event_id": f"e{i:031d}", "cart_id": 10**9 + i, "pad": "x" * 380})
+        for i in range(n)
+    ]
+    rows = EventRows(data, [f"m{i}" for i in range(n)], [NOW] * n)
+    chunk = next(_chunks(rows, MAX_PARAMETER_BYTES))  # as full as a chunk gets
+    carts = len(orjson.dumps(carts_parameter(chunk).to_api_repr()))
+    assert request_bytes(chunk) + carts < REQUEST_LIMIT

@@ -5,15 +5,20 @@ atomic, so a redelivered batch (the consumer died after a commit, before the ack
 inserts nothing twice, and no
 streaming buffer is involved (rows are visible and final at once). The Storage Write
 API with offsets would deduplicate only within one stream's life; a new consumer
-process opens a new stream, so it cannot replace the key check. The ``MERGE`` reads
-``event_id`` of the whole table (narrow, clustered): bounding it by date would miss an
-event republished days later after a lost poller state.
+process opens a new stream, so it cannot replace the key check. The ``MERGE`` looks for
+the batch's events only among the batch's carts (``@carts``, constants to BigQuery):
+the table is clustered by ``cart_id`` then ``event_id``, so it reads the blocks of
+those carts, not the whole ``event_id`` column, and its cost follows the batch, not
+the history. Bounding it by date instead would miss an event republished days later
+after a lost poller state; an event's id fixes its cart, so the cart bound misses none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
+
+import orjson
 
 from ey_platform.ops.context import current_job, job_context
 from ey_platform.warehouse.base import EventRows
@@ -83,7 +88,7 @@ def _merge_sql(target: str, table: Table) -> str:
               FROM UNNEST(@rows) AS r)
         QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY message_id) = 1
     ) AS s
-    ON t.event_id = s.event_id
+    ON t.cart_id IN UNNEST(@carts) AND t.event_id = s.event_id
     WHEN NOT MATCHED THEN INSERT ({", ".join(table.names)})
     VALUES ({values})"""
 
@@ -106,11 +111,21 @@ class BigQueryEventSink:
         # The consumer writes from a thread of its own, which starts with no job (a
         # new thread's context is empty); what it writes is the consumer's.
         with job_context(current_job() or "consume"):
-            job, _ = self.wh.run(self._sql, named=[rows_parameter(rows)])
+            job, _ = self.wh.run(self._sql, named=[rows_parameter(rows), carts_parameter(rows)])
         return int(job.num_dml_affected_rows or 0)
 
     def release(self) -> None:
         """Nothing is held between batches."""
+
+
+def carts_parameter(rows: EventRows) -> bigquery.ArrayQueryParameter:
+    """The batch's cart ids as the ``@carts`` parameter: the clusters the ``MERGE``
+    reads. Parsed here (the events are validated already): about 2 µs an event, against
+    seconds for the statement."""
+    from google.cloud import bigquery
+
+    carts = sorted({orjson.loads(data)["cart_id"] for data in rows.data})
+    return bigquery.ArrayQueryParameter("carts", "INT64", carts)
 
 
 def rows_parameter(rows: EventRows) -> bigquery.ArrayQueryParameter:
