@@ -97,6 +97,8 @@ def streaming(n: int, latency_seconds: float, keep: Path) -> list[Result]:
         first = run_child("bench.stream", "first-poll", url, str(keep), str(n))
         loaded = run_child("bench.dbt_build", "load", url, str(keep))
     assert loaded["records"] == 30, loaded
+    with bundled_server("--carts", str(n)) as url, tempfile.TemporaryDirectory() as tmp:
+        steady = run_child("bench.stream", "steady-poll", url, tmp)
     small = keep / DEFAULT_SIZE  # the bundled server's default size, for the dbt bench
     with bundled_server() as url:
         run_child("bench.stream", "first-poll", url, str(small), str(DEFAULT_CARTS))
@@ -123,6 +125,7 @@ def streaming(n: int, latency_seconds: float, keep: Path) -> list[Result]:
             ],
             "Target: >= 100,000 events/s end to end.",
         ),
+        _steady_poll(steady),
         Result(
             "Streaming: single-message publishes on the embedded bus (issue 4)",
             "One message per publish, each durable before the next; `full` waits for the "
@@ -156,6 +159,35 @@ def streaming(n: int, latency_seconds: float, keep: Path) -> list[Result]:
             "Target: p99 < 500 ms.",
         ),
     ]
+
+
+def _steady_poll(steady: dict[str, Any]) -> Result:
+    memory, reload = (statistics.median(steady[way]) for way in ("memory", "reload"))
+    return Result(
+        "Streaming: steady poll, 1% of the carts changed (issue 19)",
+        "One poller process against the bundled server: a first poll, then polls in "
+        "which 1% of the carts changed (the poller's digest of every 100th cart "
+        "altered, as the API cannot be written), so that each fetches, hashes and "
+        "compares every cart and publishes 1% as updates. *memory*: the poller keeps "
+        "its state in memory between polls; *reload*: the state read from its file at "
+        f"every poll, as before. Medians of {len(steady['memory'])} of each, "
+        "alternated; seconds of each: "
+        + ", ".join(f"{x:.2f}" for x in steady["memory"])
+        + " (memory) and "
+        + ", ".join(f"{x:.2f}" for x in steady["reload"])
+        + " (reload).",
+        [
+            {
+                "carts": f"{steady['carts']:,}",
+                "updates published": f"{steady['updated']:,}",
+                "memory seconds": f"{memory:.2f}",
+                "reload seconds": f"{reload:.2f}",
+                "reload / memory": f"{reload / memory:.2f}x",
+                "peak RSS MB": f"{steady['peak_rss_mb']:.0f}",
+            }
+        ],
+        "Target: <= 5 s for 1M carts (a poller then watches 10M carts at a 60 s interval).",
+    )
 
 
 def dbt_build(data: Path, carts: int, rounds: int = 5) -> Result:

@@ -57,6 +57,41 @@ def poll_only(url: str, data: Path) -> None:
         parts.poller.poll_once()
 
 
+def steady_poll(url: str, data: Path, rounds: int = 3) -> dict[str, Any]:
+    """After a first poll, polls in which 1% of the carts changed: with the poller's
+    memory kept between polls, and with it dropped before each poll (the state read
+    from its file every poll, as before issue 19), alternated. A change is made on the
+    poller's side (its digest of every 100th cart is altered), as the public API cannot
+    be written: the poll then fetches, hashes and compares every cart and publishes
+    1% of them as updates, as it would for carts changed at the source."""
+    from ey_platform.wiring import stream_parts
+
+    with stream_parts(_settings(url, data)) as parts:
+        poller, state = parts.poller, parts.poller.state
+        poller.poll_once()
+        known = state.load()
+        timings: dict[str, list[float]] = {"memory": [], "reload": []}
+        published = 0
+        for round_ in range(rounds):
+            for way in timings:
+                changed = [(cid, f"changed-{round_}-{way}", k.version) for cid, k in known.items()]
+                state.save(changed[::100])
+                if way == "reload":
+                    state._memory = None  # the file is read, as before
+                start = time.perf_counter()
+                result = poller.poll_once()
+                timings[way].append(time.perf_counter() - start)
+                published = result.updated
+                known = state.load()
+    return {
+        "carts": len(known),
+        "updated": published,
+        "memory": timings["memory"],
+        "reload": timings["reload"],
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
 def publish(data: Path, n: int, sync: str) -> dict[str, Any]:
     from ey_platform.bus.base import Message
     from ey_platform.bus.sqlite import SQLiteBus
@@ -123,5 +158,6 @@ if __name__ == "__main__":
         "publish": lambda: publish(Path(args[0]), int(args[1]), args[2]),
         "fsync-floor": lambda: fsync_floor(Path(args[0]), int(args[1])),
         "latency": lambda: latency(args[0], Path(args[1]), float(args[2])),
+        "steady-poll": lambda: steady_poll(args[0], Path(args[1])),
     }[way]()
     print(json.dumps(out))
