@@ -70,3 +70,21 @@ def test_a_failed_save_forgets_the_memory(tmp_path: Path) -> None:
     assert state.load() == {1: Known("a", 1)}
     assert any("FROM carts" in s for s in statements)  # read from the file again
     state.close()
+
+
+def test_a_save_that_fails_after_its_commit_reads_the_file_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = SQLitePollerState(tmp_path / "poller.sqlite3")
+    state.save([(1, "a", 1)])
+    state.load()
+
+    def interrupted(*_: object) -> Known:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr("ey_platform.state.sqlite.Known", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            state.save([(1, "b", 2)])  # committed, then interrupted in the memory's update
+    assert state.load() == {1: Known("b", 2)}  # the commit, read from the file
+    state.close()

@@ -127,11 +127,11 @@ class SQLitePollerState:
                     "SET content_hash = excluded.content_hash, version = excluded.version",
                     changes,
                 )
+            if self._memory is not None:
+                self._memory.update((cid, Known(h, v)) for cid, h, v in changes)
         except BaseException:
             self._memory = None  # committed or not, the next load reads the file
             raise
-        if self._memory is not None:
-            self._memory.update((cid, Known(h, v)) for cid, h, v in changes)
 
     @guarded("record poll")
     def record_poll(self, poll: PollResult) -> None:

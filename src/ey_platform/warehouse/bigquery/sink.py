@@ -7,10 +7,12 @@ streaming buffer is involved (rows are visible and final at once). The Storage W
 API with offsets would deduplicate only within one stream's life; a new consumer
 process opens a new stream, so it cannot replace the key check. The ``MERGE`` looks for
 the batch's events only among the batch's carts (``@carts``, constants to BigQuery):
-the table is clustered by ``cart_id`` then ``event_id``, so it reads the blocks of
-those carts, not the whole ``event_id`` column, and its cost follows the batch, not
-the history. Bounding it by date instead would miss an event republished days later
-after a lost poller state; an event's id fixes its cart, so the cart bound misses none.
+the table is clustered by ``cart_id`` then ``event_id``, so within each day's
+partition it reads the blocks of those carts rather than the whole ``event_id`` column:
+a small batch reads little, though at least a block per day of history, and a batch
+whose carts spread over every block still reads them all. Bounding it by date instead
+would miss an event republished days later after a lost poller state; an event's id
+fixes its cart, so the cart bound misses none.
 """
 
 from __future__ import annotations
